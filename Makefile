@@ -1,0 +1,44 @@
+# Two commands for a fresh machine (both create .venv and install everything on first use):
+#   make quickstart   run the whole pipeline on the bundled sample data
+#   make test         run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: quickstart test test-slow lint benchmarks ui-mlflow ui-prefect clean-venv
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EntroAD-Pipeline needs Python >= 3.11 (Prefect 3); set PYTHON=python3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	# torch first and pinned: these wheels are the tested pair (see STACK notes in README)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(VENV)/bin/entroad quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check entroad flows tests benchmarks
+
+benchmarks: $(STAMP)
+	$(PY) benchmarks/inference_overhead.py
+	$(PY) benchmarks/ingest_rate.py
+	$(PY) benchmarks/eval_throughput.py
+
+ui-mlflow: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db --default-artifact-root $(CURDIR)/mlflow/artifacts --port 5000
+
+ui-prefect: $(STAMP)
+	$(VENV)/bin/prefect server start
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""CLI verb groups; every module here defines ``register(app: typer.Typer)``."""
