@@ -128,6 +128,7 @@ class TrainConfig(_Strict):
     lambda_bal: float = Field(0.01, ge=0.0)
     lambda_branch: float = Field(1.0, ge=0.0)
     num_workers: int = Field(0, ge=0)
+    keep_checkpoints: int = Field(2, ge=1, description="per-epoch checkpoints kept for --resume")
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +183,19 @@ class EvaluationConfig(_Strict):
     batch_size: int = Field(8, ge=1)
     max_fpr: float = Field(0.3, gt=0.0, le=1.0)  # AUPRO integration limit
     specificity: float = Field(0.95, gt=0.0, lt=1.0)  # operating point on evaluated normals
+    sensitivity: float | None = Field(None, gt=0.0, lt=1.0)  # when set, wins over specificity
     report_examples: int = Field(6, ge=0)
+    # Pixel metrics: exact (all pixels in RAM), binned (fixed histograms), or auto (exact
+    # until exact_pixel_limit pixels per dataset, then binned).
+    pixel_metrics: Literal["auto", "exact", "binned"] = "auto"
+    pixel_bins: int = Field(1 << 16, ge=256, le=1 << 24)
+    exact_pixel_limit: int = Field(1 << 24, ge=0)
+    # Image metrics of a class need at least this many normal and anomalous images.
+    min_per_label: int = Field(3, ge=1)
+    num_workers: int = Field(2, ge=0)  # image-loading processes
+    # Dataset name -> reference key of METHOD.md §9 (mvtec, visa, btad, brainmri) when the
+    # name alone does not say it.
+    reference_names: dict[str, str] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
