@@ -23,7 +23,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms.functional import gaussian_blur
 
 from entroad.backbone import Backbone, BackboneInfo, load_backbone, resolve_device, resolve_dtype
 from entroad.config import ModelConfig, Params
@@ -88,6 +87,21 @@ def resolve_layers(cfg: ModelConfig, depth: int) -> tuple[list[int], list[int], 
             "feature layers are read from the value-value stream"
         )
     return feature, graph, vv
+
+
+def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (M, 1, H, W) maps, radius ``int(4σ + 0.5)`` as scipy's
+    ``gaussian_filter`` (whose default AnomalyCLIP uses); borders mirror (torch 'reflect').
+    Two 1-D passes cost 2·(2r+1) instead of (2r+1)² operations per pixel."""
+    if sigma <= 0:
+        return maps
+    h, w = maps.shape[-2:]
+    radius = min(int(4 * sigma + 0.5), h - 1, w - 1)
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    maps = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(maps, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
 
 
 def binary_entropy_bits(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -230,15 +244,15 @@ class EntroAD(nn.Module):
             return p_prior
         return c * p_adapted + (1.0 - c) * p_prior
 
-    def _to_pixels(self, p: torch.Tensor) -> torch.Tensor:
-        """(B, L, N) patch probabilities -> (B, S, S): layer mean, bilinear, Gaussian σ."""
-        b, g, s = p.shape[0], self.grid, self.image_size
-        m = p.mean(1).view(b, 1, g, g)
+    def _to_pixels(self, *probs: torch.Tensor) -> list[torch.Tensor]:
+        """(B, L, N) patch probabilities -> (B, S, S) maps: layer mean, bilinear, Gaussian σ.
+
+        All maps of a batch go through one interpolation and one blur call."""
+        b, g, s = probs[0].shape[0], self.grid, self.image_size
+        m = torch.stack([p.mean(1) for p in probs]).view(-1, 1, g, g)
         m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)
-        if self.cfg.sigma > 0:
-            radius = min(int(4 * self.cfg.sigma + 0.5), s - 1)  # scipy's truncate=4
-            m = gaussian_blur(m, kernel_size=[2 * radius + 1] * 2, sigma=[self.cfg.sigma] * 2)
-        return m[:, 0]
+        m = gaussian_smooth(m, self.cfg.sigma)
+        return list(m.view(len(probs), b, s, s).unbind(0))
 
     def _check_images(self, images: torch.Tensor) -> None:
         s = self.image_size
@@ -293,7 +307,7 @@ class EntroAD(nn.Module):
         conf_g = self._confidence(pg_adapted)
         pg_fused = self._fuse(pg_adapted, pg_prior, conf_g)
 
-        anomaly_map = self._to_pixels(p_fused)
+        anomaly_map, map_adapted, map_prior, map_loc, map_dif = self._to_pixels(p_fused, p_adapted, p_prior, p_loc, p_dif)
         score = cfg.alpha * pg_fused + (1 - cfg.alpha) * anomaly_map.flatten(1).amax(1)
         return EntroADOutput(
             score=score,
@@ -301,12 +315,7 @@ class EntroAD(nn.Module):
             entropy_map=z.view(b, g, g),
             routing_map=r.view(b, g, g),
             confidence_map=conf.mean(1).view(b, g, g),
-            branch_maps={
-                "adapted": self._to_pixels(p_adapted),
-                "prior": self._to_pixels(p_prior),
-                "localised": self._to_pixels(p_loc),
-                "diffuse": self._to_pixels(p_dif),
-            },
+            branch_maps={"adapted": map_adapted, "prior": map_prior, "localised": map_loc, "diffuse": map_dif},
             image_probs={"fused": pg_fused, "adapted": pg_adapted, "prior": pg_prior},
             layer_probs={"fused": p_fused, "adapted": p_adapted, "prior": p_prior},
             layer_confidence=conf,

@@ -73,6 +73,9 @@ class TwoStreamVisual:
         graph_out: list[torch.Tensor] = []
         for idx, blk in enumerate(self.visual.transformer.resblocks, start=1):
             attn: nn.MultiheadAttention = blk.attn
+            # After the last block only the main stream's CLS token is used (for g), so the
+            # last block computes the attention output and MLP for that one query.
+            last = idx == self.depth
             h = blk.ln_1(x)
             q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
             q, k, v = (_split_heads(t, attn.num_heads) for t in (q, k, v))
@@ -80,17 +83,17 @@ class TwoStreamVisual:
                 scale = q.shape[-1] ** -0.5
                 # softmax in fp32: these probabilities feed the entropy estimate
                 probs = torch.softmax((q @ k.transpose(-2, -1)).float() * scale, dim=-1)
-                out = probs.to(v.dtype) @ v
+                out = probs[:, :, :1].to(v.dtype) @ v if last else probs.to(v.dtype) @ v
                 head_mean = probs.mean(dim=1)
                 del probs
                 graph_out.append(graph_fn(head_mean) if graph_fn is not None else head_mean)
             else:
-                out = F.scaled_dot_product_attention(q, k, v)
+                out = F.scaled_dot_product_attention(q[:, :, :1] if last else q, k, v)
             if idx >= self.vv_start:
                 vv = F.scaled_dot_product_attention(v, v, v)
                 vv = blk.ls_1(attn.out_proj(_merge_heads(vv)))
                 y = (x if y is None else y) + vv
-            x = x + blk.ls_1(attn.out_proj(_merge_heads(out)))
+            x = (x[:, :1] if last else x) + blk.ls_1(attn.out_proj(_merge_heads(out)))
             x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
             if idx in self.feature_layers:
                 feats.append(self.project(y[:, 1:]))
