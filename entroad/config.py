@@ -142,12 +142,29 @@ class DatasetSpec(_Strict):
     source: str | None = None  # raw folder (relative to the repo root) or None for generators
     domain: Literal["industrial", "medical"] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # Bundled sample data: how `entroad data samples` creates the raw folder (kind + args).
+    generate: dict[str, Any] | None = None
 
 
 class DataConfig(_Strict):
     root: str = "datasets"  # holds raw/ and processed/
     remote: str | None = None  # DVC remote url (None = the default local remote of the repo)
     datasets: list[DatasetSpec] = Field(default_factory=list)
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _mapping_form(cls, v: Any) -> Any:
+        # params.yaml keys datasets by name (so DVC's foreach names stages ingest@<name>);
+        # a list of specs that each carry a name is accepted too.
+        if isinstance(v, dict):
+            out = []
+            for name, spec in v.items():
+                spec = dict(spec or {})
+                if spec.setdefault("name", name) != name:
+                    raise ValueError(f"dataset {name!r} has a different name: {spec['name']!r}")
+                out.append(spec)
+            return out
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> DataConfig:
@@ -189,7 +206,7 @@ class EvaluationConfig(_Strict):
     # until exact_pixel_limit pixels per dataset, then binned).
     pixel_metrics: Literal["auto", "exact", "binned"] = "auto"
     pixel_bins: int = Field(1 << 16, ge=256, le=1 << 24)
-    exact_pixel_limit: int = Field(1 << 24, ge=0)
+    exact_pixel_limit: int = Field(1 << 22, ge=0)
     # Image metrics of a class need at least this many normal and anomalous images.
     min_per_label: int = Field(3, ge=1)
     num_workers: int = Field(2, ge=0)  # image-loading processes
@@ -216,13 +233,21 @@ class PromotionConfig(_Strict):
 
 
 class ScheduleConfig(_Strict):
+    # Scheduled retraining (`python -m flows serve`): fires only while that process runs.
     cron: str = "0 3 * * 1"
     timezone: str = "UTC"
+    deployment: str = Field("entroad-retrain", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class OrchestrationConfig(_Strict):
+    # Where the evaluation fan-out runs: threads of the flow process, or Dask workers.
     task_runner: Literal["thread", "dask"] = "thread"
-    dask_workers: int = Field(2, ge=1)
+    parallel: int = Field(2, ge=1, description="datasets evaluated at once with the thread runner")
+    dask_workers: int = Field(2, ge=1, description="workers of the local Dask cluster started for a run")
+    # An existing Dask scheduler (tcp://host:8786) instead of a local cluster.
+    dask_address: str | None = None
+    # How long a retrain waits for another one on this checkout to finish before failing.
+    lock_wait_s: float = Field(0.0, ge=0.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -68,3 +68,11 @@ class TrackingError(EntroADError):
 
 class PromotionError(TrackingError):
     """The promotion gate cannot decide (e.g. candidate and champion evaluated on different data)."""
+
+
+class UndefinedMetricError(EvaluationError):
+    """A metric is undefined for this data (e.g. a class with a single label); the reason says why."""
+
+
+class PipelineBusyError(EntroADError):
+    """Another retrain/promotion holds the pipeline lock; the message names the holder."""

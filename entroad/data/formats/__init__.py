@@ -1,0 +1,42 @@
+"""Format readers, one module per on-disk layout; ``get_format(name)`` looks them up.
+
+DICOM is handled by :mod:`entroad.data.dicom` (format name ``dicom``), not listed here
+because it does not go through the shared image converter.
+"""
+
+from __future__ import annotations
+
+from entroad.data.formats import (
+    anomalyclip,
+    br35h,
+    brainmri,
+    btad,
+    cvc_clinicdb,
+    cvc_colondb,
+    dtd_synthetic,
+    folder,
+    headct,
+    isic,
+    ksdd2,
+    kvasir,
+    mpdd,
+    mvtec,
+    visa,
+)
+from entroad.data.formats.base import ImageFormat
+from entroad.errors import ConfigError
+
+IMAGE_FORMATS: dict[str, ImageFormat] = {
+    m.FORMAT.name: m.FORMAT
+    for m in (mvtec, visa, btad, mpdd, ksdd2, dtd_synthetic, brainmri, headct, br35h, isic,
+              cvc_colondb, cvc_clinicdb, kvasir, folder, anomalyclip)
+}
+DICOM_FORMAT = "dicom"
+FORMAT_NAMES: tuple[str, ...] = (*sorted(IMAGE_FORMATS), DICOM_FORMAT)
+
+
+def get_format(name: str) -> ImageFormat:
+    try:
+        return IMAGE_FORMATS[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset format {name!r}; known formats: {', '.join(FORMAT_NAMES)}") from None

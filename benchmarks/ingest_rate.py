@@ -1,0 +1,114 @@
+"""DICOM ingest rate vs a bare pydicom read + decode loop over the same files.
+
+Writes a synthetic CT study (512 x 512 slices, 12-bit, PHI-bearing tags like a PACS
+export) into a temporary folder, then measures in one run:
+
+* bare:   ``pydicom.dcmread(f).pixel_array`` for every file, one process;
+* ingest: the full ``entroad`` DICOM ingest (header pass, de-identification, HU, window,
+          resize to the model size, RGB PNG, manifest, audit) with its default workers.
+
+Prints both rates in slices/s; the last line is ``ingest_ratio=<ingest / bare>``.
+    python benchmarks/ingest_rate.py [--slices 96] [--size 518] [--syntax explicit|rle|j2k]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _j2k(ds) -> None:
+    """Re-encode the pixels as lossless JPEG 2000 with Pillow (openjpeg), as PACS exports do."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    buf = io.BytesIO()
+    Image.fromarray(ds.pixel_array.astype(np.uint16)).save(buf, format="JPEG2000", irreversible=False, no_jp2=True)
+    ds.PixelData = encapsulate([buf.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+
+
+def write_series(root: Path, n: int, syntax: str) -> list[Path]:
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    from entroad.data.synthetic_dicom import head_phantom, write_dicom_image
+
+    rng = np.random.default_rng(0)
+    files = []
+    for k in range(n):
+        hu = head_phantom(512, n, k, rng)
+        path = root / "PATIENT_SMITH_J" / "CT_SERIES" / f"IM{k:04d}.dcm"
+        files.append(write_dicom_image(path, np.clip(hu + 1024, 0, 4095), "CT", seed=k, RescaleSlope=1,
+                                       RescaleIntercept=-1024, InstanceNumber=k + 1,
+                                       ImagePositionPatient=[0, 0, 5.0 * k], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                                       PixelSpacing=[0.5, 0.5]))
+        if syntax != "explicit":
+            ds = pydicom.dcmread(path)
+            if syntax == "rle":
+                ds.compress(RLELossless)
+            else:
+                _j2k(ds)
+            ds.save_as(path)
+    return files
+
+
+def bare_loop(files: list[Path]) -> float:
+    import pydicom
+
+    t0 = time.perf_counter()
+    for f in files:
+        _ = pydicom.dcmread(f).pixel_array
+    return time.perf_counter() - t0
+
+
+def ingest_once(src: Path, out: Path, size: int) -> tuple[float, int]:
+    from entroad.config import DatasetSpec
+    from entroad.data.ingest import ingest_spec
+
+    spec = DatasetSpec(name="bench", format="dicom", source=str(src),
+                       options={"labels": None, "unlabelled": "normal", "size": size})
+    t0 = time.perf_counter()
+    res = ingest_spec(spec, out / "processed" / "bench", out, force=True, progress=False)
+    return time.perf_counter() - t0, res.counts["images"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--slices", type=int, default=96)
+    ap.add_argument("--size", type=int, default=518, help="output side (the ingest default)")
+    ap.add_argument("--syntax", choices=["explicit", "rle", "j2k"], default="explicit",
+                    help="transfer syntax of the files: uncompressed (default), RLE, lossless JPEG 2000")
+    ap.add_argument("--repeats", type=int, default=3, help="best of N for both measurements")
+    args = ap.parse_args()
+    os.environ.setdefault("ENTROAD_DEID_SALT", "benchmark-salt")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "raw", Path(tmp) / "out"
+        files = write_series(src, args.slices, args.syntax)
+        for f in files:  # same page-cache state for both measurements
+            f.read_bytes()
+        bare = min(bare_loop(files) for _ in range(args.repeats))
+        # A fresh data root each time: a first ingest, not the replacement of an old version.
+        runs = [ingest_once(src, out / str(i), args.size) for i in range(args.repeats)]
+        ingest_s = min(t for t, _ in runs)
+        n = runs[0][1]
+    assert n == args.slices, f"ingest wrote {n} of {args.slices} slices"
+    bare_rate, ingest_rate = len(files) / bare, n / ingest_s
+    print(f"files: {len(files)} CT slices 512x512 ({args.syntax}), output {args.size}px RGB PNG")
+    print(f"cpu cores: {os.cpu_count()}")
+    print(f"bare pydicom read+decode: {bare_rate:.1f} slices/s ({bare / len(files) * 1e3:.2f} ms/slice, 1 process)")
+    print(f"entroad ingest:           {ingest_rate:.1f} slices/s ({ingest_s / n * 1e3:.2f} ms/slice)")
+    print(f"ingest_ratio={ingest_rate / bare_rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()

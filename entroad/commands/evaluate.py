@@ -1,0 +1,146 @@
+"""CLI: ``entroad evaluate`` (cross-domain metrics, report, ablations) and ``entroad predict``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from entroad.commands._common import ParamsOpt, SetOpt, params_from_cli
+
+log = logging.getLogger("entroad.cli")
+console = Console()
+
+ModelOpt = typer.Option(
+    ..., "--model", "-m",
+    help="Checkpoint folder (…/model with weights.safetensors + config.json) or MLflow URI "
+    "(models:/entroad@champion, runs:/<id>/model).",
+)
+
+
+def _split_names(values: list[str] | None) -> list[str]:
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+
+
+def _metric_table(title: str, rows: list[dict], keys: list[str], first: list[str]) -> Table:
+    from entroad.evaluate import SHORT
+
+    t = Table(title=title, title_justify="left")
+    for c in first:
+        t.add_column(c)
+    for k in keys:
+        t.add_column(SHORT[k], justify="right")
+    for r in rows:
+        t.add_row(*(str(r[c]) for c in first), *("—" if r[k] is None else f"{r[k]:.1f}" for k in keys))
+    return t
+
+
+def evaluate_cmd(
+    model: str = ModelOpt,
+    data: list[str] | None = typer.Option(
+        None, "--data", "-d", help="Processed dataset name or folder (repeatable, or comma-separated)."
+    ),
+    suite: str | None = typer.Option(None, "--suite", help="Named protocol from evaluation.suites (e.g. industrial)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: runs/evaluate/<time>)."),
+    ablate: str | None = typer.Option(
+        None, "--ablate",
+        help="Also evaluate variants: entropy=none,routing=none (one per item; join options with +).",
+    ),
+    split: str | None = typer.Option(None, "--split", help="Override evaluation.split (test|train|all)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Override evaluation.batch_size."),
+    specificity: float | None = typer.Option(None, "--specificity", help="Operating point: target specificity (0-1)."),
+    sensitivity: float | None = typer.Option(None, "--sensitivity", help="Operating point: target sensitivity (0-1)."),
+    pixel_metrics: str | None = typer.Option(None, "--pixel-metrics", help="auto | exact | binned."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: backbone.device)."),
+    weights: str | None = typer.Option(None, "--weights", help="Backbone weights file, if not where training found it."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.html/report.md and figures."),
+    save_operating_point: str | None = typer.Option(
+        None, "--save-operating-point",
+        help="Store DATASET's operating point in the (local) checkpoint folder for `predict --threshold model`.",
+    ),
+    params: Path | None = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Evaluate a model zero-shot on unseen datasets: metrics per class and per dataset,
+    results.{csv,json,md}, scores.csv and an HTML + Markdown report with figures."""
+    extra = list(overrides or [])
+    for key, val in (("split", split), ("batch_size", batch_size), ("specificity", specificity),
+                     ("sensitivity", sensitivity), ("pixel_metrics", pixel_metrics)):
+        if val is not None:
+            extra.append(f"evaluation.{key}={val}")
+    p = params_from_cli(params, extra)
+    from entroad.evaluate import METRIC_KEYS, evaluate
+
+    out_dir = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    result = evaluate(
+        model, _split_names(data) or None, p, out_dir, suite=suite, ablations=ablate, device=device,
+        weights=weights, report=report,
+    )
+    if result.random_init:
+        console.print("[bold red]RANDOM-INIT BACKBONE[/]: these numbers say nothing about real anomaly detection.")
+    console.print(_metric_table("Per dataset (%, mean over classes)", result.per_dataset_table(), list(METRIC_KEYS), ["dataset"]))
+    for d in result.datasets:
+        for note in d.notes:
+            console.print(f"[yellow]{d.name}[/]: {note}")
+    if result.variants:
+        console.print(_metric_table("Ablation", result.ablation_table(), list(METRIC_KEYS), ["variant", "dataset"]))
+    if save_operating_point:
+        from entroad.evaluate import is_mlflow_uri
+        from entroad.predict import save_operating_point as save_op
+
+        if is_mlflow_uri(model):
+            raise typer.BadParameter("--save-operating-point needs a local checkpoint folder, not an MLflow URI")
+        from entroad.evaluate import find_checkpoint_dir
+
+        path = save_op(result, find_checkpoint_dir(Path(model)), save_operating_point)
+        console.print(f"operating point saved: {path}", soft_wrap=True)
+    console.print(f"results: {out_dir}/results.md" + (f", report: {out_dir}/report.html" if report else ""), soft_wrap=True)
+
+
+def predict_cmd(
+    model: str = ModelOpt,
+    input_path: Path = typer.Option(..., "--input", "-i", help="Folder of images (searched recursively), a DICOM folder, or one image."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (scores.csv, overlays/, predict.json)."),
+    threshold: str | None = typer.Option(
+        None, "--threshold", "-t",
+        help="Flag images with score > THRESHOLD: a number, 'model' (the model's saved operating point), "
+        "or an evaluation results.json / operating_point.json.",
+    ),
+    threshold_dataset: str | None = typer.Option(None, "--threshold-dataset", help="Which dataset's operating point to use from a results.json."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Override evaluation.batch_size."),
+    overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Write overlay PNGs."),
+    restart: bool = typer.Option(False, "--restart", help="Discard earlier scores in --out instead of resuming."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: backbone.device)."),
+    weights: str | None = typer.Option(None, "--weights", help="Backbone weights file, if not where training found it."),
+    params: Path | None = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Score unlabelled images for a site: scores.csv (pseudonymous ids for DICOM), overlay PNGs,
+    optional threshold. Rerunning on the same --out resumes (already-scored files are skipped)."""
+    p = params_from_cli(params, overrides)
+    from entroad.predict import predict
+
+    res = predict(
+        model, input_path, out, params=p, threshold=threshold, threshold_dataset=threshold_dataset,
+        batch_size=batch_size, overlays=overlays, restart=restart, device=device, weights=weights,
+    )
+    if res.random_init:
+        console.print("[bold red]RANDOM-INIT BACKBONE[/]: scores say nothing about real anomaly detection.")
+    msg = f"scored {res.n_scored} image(s), {res.n_skipped} already done, {len(res.failures)} skipped (see failures.csv)"
+    if res.threshold is not None:
+        import csv
+
+        with open(res.scores_csv, newline="") as f:
+            flagged = sum(row["flagged"] == "1" for row in csv.DictReader(f))
+        msg += f"; {flagged} flagged (score > {res.threshold:.6g}, from {res.threshold_source})"
+    console.print(msg, soft_wrap=True)  # no hard wraps inside paths
+    console.print(f"scores: {res.scores_csv}", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_cmd)
+    app.command("predict")(predict_cmd)

@@ -1,0 +1,113 @@
+"""What a format reader produces: a list of raw items plus the files it had to skip.
+
+A reader only understands a layout (folder names, CSVs, mask naming). Decoding, checks
+(corrupt files, mask sizes, duplicates) and writing are shared by every reader and live in
+:mod:`entroad.data.convert`, so all formats fail the same way on the same bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from entroad.data.images import is_image
+from entroad.errors import ConfigError, DatasetError
+
+LABEL_FROM_MASK = -1  # RawItem.label when the layout's mask decides it (e.g. KolektorSDD2)
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One raw image and what the layout says about it."""
+
+    image: Path  # absolute path of the raw image
+    label: int
+    cls: str
+    split: str = "test"
+    mask: Path | None = None
+    anomaly_type: str | None = None
+    rel: str = ""  # path relative to the source folder (source id and output name)
+
+
+@dataclass(frozen=True)
+class Skip:
+    what: str  # relative path (never a PHI-bearing value)
+    reason: str  # short category, e.g. "mask without image"
+
+
+@dataclass
+class Scan:
+    items: list[RawItem] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    # None: as the format says; False: this copy has no masks (image-level only).
+    masks_expected: bool | None = None
+
+    def skip(self, what: str, reason: str) -> None:
+        self.skipped.append(Skip(what, reason))
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """A raw layout reader: ``scan(source, options) -> Scan``."""
+
+    name: str
+    domain: str  # default domain of datasets in this layout
+    scan: Callable[[Path, dict[str, Any]], Scan]
+    options: dict[str, Any] = field(default_factory=dict)  # allowed options and defaults
+    masks: bool = True  # anomalous images are expected to come with a pixel mask
+    description: str = ""
+
+    def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(given) - set(self.options) - set(COMMON_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"format {self.name!r}: unknown option(s) {sorted(unknown)}; "
+                f"known: {sorted(set(self.options) | set(COMMON_OPTIONS))}"
+            )
+        return {**COMMON_OPTIONS, **self.options, **given}
+
+
+# Options every image format accepts (used by the shared converter).
+COMMON_OPTIONS: dict[str, Any] = {
+    "missing_masks": "skip",  # anomalous image without its mask: skip | keep (image-level)
+    "classes": None,  # only ingest these classes (list) - handy for huge datasets
+}
+
+
+def rel(path: Path, source: Path) -> str:
+    return PurePosixPath(path.relative_to(source).as_posix()).as_posix()
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted (hidden files ignored)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"{what}: {path} is not a folder; check `source` in params.yaml data.datasets")
+    return path
+
+
+def stem_index(files: list[Path], suffixes: tuple[str, ...] = ("",)) -> dict[str, Path]:
+    """``{image stem: mask path}`` for masks named ``<stem><suffix>.<ext>`` (case-insensitive suffix)."""
+    out: dict[str, Path] = {}
+    for f in files:
+        stem = f.stem
+        for suf in sorted(suffixes, key=len, reverse=True):
+            if suf and stem.lower().endswith(suf.lower()):
+                out.setdefault(stem[: len(stem) - len(suf)], f)
+                break
+        else:
+            if "" in suffixes:
+                out.setdefault(stem, f)
+    return out
+
+
+def keep_class(cls: str, options: dict[str, Any]) -> bool:
+    wanted = options.get("classes")
+    return not wanted or cls in wanted

@@ -1,0 +1,66 @@
+"""Helpers shared by the medical readers: yes/no folders and image/mask folder pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from entroad.data.formats.base import RawItem, Scan, images_in, rel, require_dir, stem_index
+from entroad.errors import DatasetError
+
+
+def find_dir(source: Path, names: tuple[str, ...], depth: int = 2) -> Path | None:
+    """First folder named one of ``names`` (case-insensitive) within ``depth`` levels."""
+    wanted = [n.lower() for n in names]
+    level = [source]
+    for _ in range(depth + 1):
+        for name in wanted:  # respect the preference order of ``names`` at each level
+            for d in level:
+                if d.name.lower() == name and d.is_dir():
+                    return d
+        level = sorted(c for d in level for c in d.iterdir() if c.is_dir() and not c.name.startswith("."))
+    return None
+
+
+def scan_yes_no(
+    source: Path, cls: str, yes: tuple[str, ...] = ("yes",), no: tuple[str, ...] = ("no",),
+    anomaly_type: str = "abnormal", ignore: tuple[str, ...] = (),
+) -> Scan:
+    """Image-level data: anomalous images in a ``yes`` folder, normal ones in ``no``."""
+    require_dir(source, "source")
+    ydir, ndir = find_dir(source, yes), find_dir(source, no)
+    if ydir is None or ndir is None:
+        raise DatasetError(f"{source}: expected folders {yes[0]!r} and {no[0]!r} (anomalous / normal images)")
+    scan = Scan(masks_expected=False)
+    for folder, label in ((ndir, 0), (ydir, 1)):
+        for img in images_in(folder):
+            scan.items.append(RawItem(img, label, cls, "test", None, anomaly_type if label else "good", rel(img, source)))
+    for name in ignore:
+        d = find_dir(source, (name,))
+        for img in images_in(d) if d else []:
+            scan.skip(rel(img, source), f"unlabelled ({name} folder)")
+    return scan
+
+
+def scan_pairs(
+    source: Path, cls: str, image_dirs: tuple[str, ...], mask_dirs: tuple[str, ...],
+    mask_suffixes: tuple[str, ...] = ("",), anomaly_type: str = "lesion",
+) -> Scan:
+    """Every image is anomalous and has a mask with the same stem (+ optional suffix)."""
+    require_dir(source, "source")
+    idir, mdir = find_dir(source, image_dirs), find_dir(source, mask_dirs)
+    if idir is None or mdir is None:
+        raise DatasetError(
+            f"{source}: expected an image folder ({' | '.join(image_dirs)}) and a mask folder "
+            f"({' | '.join(mask_dirs)})"
+        )
+    masks = stem_index(images_in(mdir), mask_suffixes)
+    scan = Scan(masks_expected=True)
+    used: set[Path] = set()
+    for img in images_in(idir):
+        mask = masks.get(img.stem)
+        if mask is not None:
+            used.add(mask)
+        scan.items.append(RawItem(img, 1, cls, "test", mask, anomaly_type, rel(img, source)))
+    for m in sorted(set(masks.values()) - used):
+        scan.skip(rel(m, source), "mask without image")
+    return scan

@@ -1,0 +1,342 @@
+"""Ingestion: raw layout -> processed dataset (manifest + PNGs), safely and only when needed.
+
+``ingest_dataset(params, name)`` is the one entry point (CLI, quickstart and flows call it):
+
+* inside a DVC repository whose ``dvc.yaml`` has the ``ingest`` stage for ``name`` (and
+  the params match ``params.yaml``) it runs ``dvc repro ingest@<name>``, so DVC decides,
+  caches and records the version in ``dvc.lock``; the stage command calls back into
+  :func:`ingest_spec` (``DVC_STAGE`` is set then);
+* otherwise it calls :func:`ingest_spec` directly.
+
+:func:`ingest_spec` skips the work when the input fingerprint (spec + code + raw bytes)
+matches the one stored in ``dataset.json``; else it writes into a temporary sibling folder
+and swaps it in with renames, so a failed or interrupted ingest never leaves a
+half-written dataset and never loses the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from entroad.config import DatasetSpec, Params
+from entroad.data.convert import convert_items
+from entroad.data.fingerprint import code_version, input_fingerprint
+from entroad.data.formats import DICOM_FORMAT, get_format
+from entroad.data.formats.base import Skip
+from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, write_manifest
+from entroad.data.versioning import data_root, data_version, dataset_dir
+from entroad.errors import DatasetError, IngestError
+
+log = logging.getLogger(__name__)
+
+AUDIT_FILE = "audit.json"
+MAX_LISTED_SKIPS = 500  # the audit lists at most this many skipped files (counts stay complete)
+FORCE_ENV = "ENTROAD_INGEST_FORCE"  # set by the DVC path so `--force` reaches the stage command
+
+
+@dataclass
+class IngestResult:
+    name: str
+    path: Path
+    version: str
+    skipped: bool  # True: the input had not changed, no work was done
+    audit: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.audit.get("counts", {}))
+
+
+def reason_category(reason: str) -> str:
+    """``"duplicate file (same bytes as a.png)"`` -> ``"duplicate file"``."""
+    return reason.split(" (", 1)[0].strip()
+
+
+def build_audit(name: str, fmt: str, counts: dict[str, int], skipped: list[Skip], extra: dict[str, Any]) -> dict[str, Any]:
+    """The ingestion audit: counts and why files were skipped. Deterministic (no clock)."""
+    reasons = Counter(reason_category(s.reason) for s in skipped)
+    listed = sorted(skipped, key=lambda s: (s.what, s.reason))[:MAX_LISTED_SKIPS]
+    return {
+        "dataset": name,
+        "format": fmt,
+        "counts": {**counts, "skipped": len(skipped)},
+        "skipped_by_reason": dict(sorted(reasons.items())),
+        "skipped_files": [{"file": s.what, "reason": s.reason} for s in listed],
+        "skipped_files_truncated": len(skipped) > MAX_LISTED_SKIPS,
+        **extra,
+    }
+
+
+def read_audit(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / AUDIT_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def resolve_source(spec: DatasetSpec) -> Path:
+    if not spec.source:
+        raise IngestError(f"dataset {spec.name!r}: no `source` folder configured (data.datasets.{spec.name}.source)")
+    src = Path(spec.source).expanduser()
+    src = src if src.is_absolute() else Path.cwd() / src
+    if not src.is_dir():
+        hint = " (create it with `entroad data samples`)" if spec.generate else ""
+        raise IngestError(f"dataset {spec.name!r}: source folder {spec.source} does not exist{hint}")
+    return src
+
+
+@contextlib.contextmanager
+def _dataset_lock(dest: Path) -> Iterator[None]:
+    """One ingest of a dataset at a time (a second one waits)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _recover(dest: Path) -> None:
+    """Undo what an interrupted swap can leave: restore ``.old``, drop stale temp folders."""
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
+    if not dest.exists() and olds:
+        os.replace(olds[-1], dest)
+        log.warning("restored %s from an interrupted ingest", dest)
+    for stale in [*dest.parent.glob(f".{dest.name}.old-*"), *dest.parent.glob(f".{dest.name}.tmp-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_current(dest: Path, fingerprint: str) -> bool:
+    meta = dest / DATASET_FILE
+    if not meta.is_file():
+        return False
+    try:
+        stored = json.loads(meta.read_text()).get("ingest_params", {}).get("fingerprint")
+    except (OSError, json.JSONDecodeError):
+        return False
+    if stored != fingerprint:
+        return False
+    try:
+        ProcessedDataset.load(dest)
+    except DatasetError:
+        return False
+    return True
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        disable=not enabled, transient=True,
+    )
+
+
+@dataclass
+class _Prepared:
+    source: Path
+    options: dict[str, Any]
+    public_options: dict[str, Any]
+    domain: str
+    fingerprint: str
+    n_files: int
+    salt: bytes | None = None
+
+
+def _prepare(spec: DatasetSpec, data_root_dir: Path) -> _Prepared:
+    """Resolve options and compute the input fingerprint (no processed output is touched)."""
+    source = resolve_source(spec)
+    key_fn = None
+    salt = None
+    if spec.format == DICOM_FORMAT:
+        from entroad.data import deid
+        from entroad.data.dicom import DICOM_DOMAIN, resolve_dicom_options
+
+        options = resolve_dicom_options(spec.options)
+        salt = deid.resolve_salt(options, data_root_dir)
+        key_fn = deid.Pseudonymizer(salt).path_key
+        domain = spec.domain or DICOM_DOMAIN
+        public_options = deid.public_options(options, salt)
+    else:
+        fmt = get_format(spec.format)
+        options = fmt.resolve_options(spec.options)
+        domain = spec.domain or fmt.domain
+        public_options = options
+    fp_spec = {"format": spec.format, "domain": domain, "options": public_options}
+    cache = data_root_dir / ".cache" / "ingest" / f"{spec.name}.json"
+    if key_fn is not None:
+        fingerprint, n_files = input_fingerprint(source, fp_spec, cache, key_fn)
+    else:
+        fingerprint, n_files = input_fingerprint(source, fp_spec, cache)
+    return _Prepared(source, options, public_options, domain, fingerprint, n_files, salt)
+
+
+def fingerprint_file(data_root_dir: Path, name: str) -> Path:
+    return data_root_dir / ".cache" / "fingerprints" / f"{name}.json"
+
+
+def write_fingerprint(params: Params, name: str) -> Path:
+    """Write the input fingerprint of ``name`` (the DVC stage dependency; holds no paths).
+
+    dvc.yaml makes the ingest stage depend on this small file instead of the raw folder, so
+    DVC never walks raw data itself: raw DICOM folder and file names often carry patient
+    names, and DVC would keep them in its state database.
+    """
+    spec = params.data.get(name)
+    root = data_root(params)
+    prep = _prepare(spec, root)
+    out = fingerprint_file(root, name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"dataset": name, "fingerprint": prep.fingerprint, "files": prep.n_files}, indent=2) + "\n"
+    if not out.is_file() or out.read_text() != text:  # unchanged bytes: DVC sees no change
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return out
+
+
+def ingest_spec(
+    spec: DatasetSpec, dest: Path, data_root_dir: Path, force: bool = False, progress: bool = True
+) -> IngestResult:
+    """Ingest one dataset ``spec`` into ``dest`` without DVC (the stage command runs this)."""
+    t0 = time.perf_counter()
+    force = force or os.environ.get(FORCE_ENV) == "1"
+    dicom = spec.format == DICOM_FORMAT
+    with _dataset_lock(dest):
+        _recover(dest)
+        prep = _prepare(spec, data_root_dir)
+        source, options, domain, fingerprint, n_files = (
+            prep.source, prep.options, prep.domain, prep.fingerprint, prep.n_files
+        )
+        public_options = prep.public_options
+        if n_files == 0:
+            raise IngestError(f"dataset {spec.name!r}: source folder {spec.source} is empty")
+        if not force and _is_current(dest, fingerprint):
+            log.info("%s: input unchanged, nothing to do", spec.name)
+            return IngestResult(spec.name, dest, data_version(dest), True, read_audit(dest), time.perf_counter() - t0)
+        tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir(parents=True)
+        try:
+            with _progress(progress) as bar:
+                if dicom:
+                    from entroad.data.dicom import ingest_dicom
+
+                    records, skipped, extra = ingest_dicom(source, tmp, options, prep.salt or b"", bar)
+                else:
+                    fmt = get_format(spec.format)
+                    scan = fmt.scan(source, options)
+                    task = bar.add_task(f"ingest {spec.name}", total=len(scan.items))
+                    expected = fmt.masks if scan.masks_expected is None else scan.masks_expected
+                    records, skipped, stats = convert_items(
+                        scan.items, tmp, expected, options, progress=lambda n: bar.advance(task, n)
+                    )
+                    skipped = scan.skipped + skipped
+                    extra = {"stats": stats}
+            if not records:
+                reasons = Counter(reason_category(s.reason) for s in skipped)
+                raise IngestError(
+                    f"dataset {spec.name!r}: no usable images in {spec.source} "
+                    f"({len(skipped)} skipped: {dict(reasons) or 'no images found'}); check `format` and the folder layout"
+                )
+            meta = DatasetMeta(
+                name=spec.name, domain=domain, classes=[], counts={}, source_format=spec.format,
+                ingest_params={
+                    "source": spec.source, "options": public_options, "fingerprint": fingerprint,
+                    "code_version": code_version(),
+                },
+            )
+            meta = write_manifest(tmp, records, meta)
+            audit = build_audit(spec.name, spec.format, {**meta.counts, "input_files": n_files}, skipped, extra)
+            (tmp / AUDIT_FILE).write_text(json.dumps(audit, indent=2, sort_keys=True) + "\n")
+            _publish(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    version = data_version(dest)
+    log.info(
+        "%s: %d images (%d anomalous), %d skipped in %.1f s",
+        spec.name, meta.counts["images"], meta.counts["anomalous"], len(skipped), seconds,
+    )
+    return IngestResult(spec.name, dest, version, False, audit, seconds)
+
+
+def ingest_dataset(
+    params: Params, name: str, force: bool = False, use_dvc: bool | None = None, progress: bool = True
+) -> IngestResult:
+    """Ingest the configured dataset ``name`` (through ``dvc repro`` when that applies).
+
+    ``use_dvc``: None = automatic (DVC when this is a DVC repo with the ingest stage and the
+    params equal params.yaml), True = require DVC, False = never.
+    """
+    spec = params.data.get(name)
+    dest = dataset_dir(params, name)
+    from entroad.data import dvc_ops
+
+    repo = dvc_ops.ingest_repo(params, name, use_dvc)
+    if repo is not None:
+        return dvc_ops.repro_ingest(repo, name, dest, force=force)
+    return ingest_spec(spec, dest, data_root(params), force=force, progress=progress)
+
+
+def ingest_datasets(
+    params: Params, names: list[str] | None = None, force: bool = False, use_dvc: bool | None = None,
+    progress: bool = True,
+) -> list[IngestResult]:
+    """:func:`ingest_dataset` for several datasets (default: all configured), in order.
+
+    Through DVC they share one ``dvc repro`` call, which saves a DVC start-up per dataset.
+    """
+    from entroad.data import dvc_ops
+
+    names = list(names) if names is not None else [d.name for d in params.data.datasets]
+    repos = {n: dvc_ops.ingest_repo(params, n, use_dvc) for n in names}
+    via_dvc = [n for n in names if repos[n] is not None]
+    results: dict[str, IngestResult] = {}
+    if via_dvc:
+        repo = repos[via_dvc[0]]
+        assert repo is not None
+        done = dvc_ops.repro_ingest_many(repo, {n: dataset_dir(params, n) for n in via_dvc}, force=force)
+        results.update({r.name: r for r in done})
+    for n in names:
+        if n not in results:
+            results[n] = ingest_spec(params.data.get(n), dataset_dir(params, n), data_root(params), force, progress)
+    return [results[n] for n in names]
+
+
+def ensure_samples(params: Params, force: bool = False) -> list[str]:
+    """Create the raw folders of every configured dataset that has a ``generate`` recipe.
+
+    Returns the names whose raw data was (re)written; existing folders are left alone
+    unless ``force`` (the bytes are identical for the same recipe either way).
+    """
+    from entroad.data.samples import generate_raw
+
+    made = []
+    for spec in params.data.datasets:
+        if spec.generate is None:
+            continue
+        if generate_raw(spec, force=force):
+            made.append(spec.name)
+    return made

@@ -1,0 +1,12 @@
+"""Prefect flows of EntroAD-Pipeline: ingest -> train -> cross-domain evaluate -> register -> promote.
+
+Every task is a thin wrapper around an ``entroad`` function; the library itself never imports
+Prefect. Run ``python -m flows --help`` for the entry points (``quickstart``, ``retrain``,
+``ingest``, ``train``, ``evaluate``, ``serve``).
+"""
+
+import os
+
+# Library log records (entroad.*) also go to the Prefect run logs / UI.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "entroad")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")

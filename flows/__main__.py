@@ -1,0 +1,175 @@
+"""``python -m flows``: run the Prefect flows from the repository root.
+
+    python -m flows quickstart        # the whole pipeline on the bundled sample data
+    python -m flows retrain           # ingest -> train -> evaluate -> register -> promote
+    python -m flows serve             # scheduled retraining (cron from params.yaml)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from entroad.errors import EntroADError
+
+console = Console()
+app = typer.Typer(
+    name="python -m flows",
+    help="EntroAD-Pipeline Prefect flows (run from the repository root; local Prefect unless PREFECT_API_URL is set).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOpt = typer.Option("params.yaml", "--params", "-p", help="params.yaml to read.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override one key, e.g. --set train.epochs=3 (repeatable).")
+
+REAL_WEIGHTS_HELP = (
+    "To use real CLIP weights: `entroad weights fetch --name ViT-L-14-336 --tag openai` (with network), or on an "
+    "air-gapped machine `entroad weights import PATH --name ViT-L-14-336 --tag openai`; then set "
+    "`backbone.random_init_fallback: false` in params.yaml and run `make quickstart` again."
+)
+
+
+def ui_lines() -> list[str]:
+    from entroad.tracking import store
+    from flows.common import read_params
+
+    return [
+        f"MLflow UI:  {store.ui_command(read_params())}",
+        "Prefect UI: prefect server start   # then open http://127.0.0.1:4200 (flow runs of this machine)",
+    ]
+
+
+def print_summary(s: dict[str, Any], seconds: float) -> None:
+    from flows.common import relpath
+
+    console.rule("[bold]EntroAD retrain finished")
+    verdict = s["verdict"].replace("_", " ")
+    console.print(f"model version [bold]v{s['version']}[/]: {verdict}; [bold green]@champion = v{s['champion']}[/]")
+    means = ", ".join(f"{k} {v:.1f}" for k, v in s["target_means"].items() if k in {"image_auroc", "pixel_auroc", "pixel_aupro"})
+    console.print(f"target-domain means (%): {means or '—'}")
+    console.print(f"report:  {relpath(s['report'])}")
+    console.print(f"results: {relpath(s['results'])}")
+    if s["skipped"]:
+        console.print(f"[cyan]skipped (already done, {len(s['skipped'])}):[/]")
+        for item in s["skipped"]:
+            console.print(f"  - {item}")
+    else:
+        console.print("nothing was skipped (first run with this data + params)")
+    if s["random_init"]:
+        console.print(
+            f"[bold yellow]NOTE:[/] the tiny RANDOM-INIT backbone [bold]{s['backbone']}[/] was used because no pretrained "
+            "weights were found, so the scores only show that the pipeline works."
+        )
+        if s.get("fallback_reason"):
+            console.print(f"  why: {s['fallback_reason']}", soft_wrap=True)
+        console.print(f"  {REAL_WEIGHTS_HELP}", soft_wrap=True)
+    for line in ui_lines():
+        console.print(line, soft_wrap=True)
+    console.print(f"done in {seconds:.0f} s")
+
+
+def _run(fn, *args, **kwargs) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except EntroADError as e:
+        console.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(e.exit_code)
+
+
+@app.command()
+def quickstart(params: str = ParamsOpt) -> None:
+    """Run the whole pipeline on the bundled sample data with the embedded defaults (local
+    Prefect, MLflow in mlflow/, DVC with its local remote); a second run is mostly cache hits."""
+    from flows.retrain import retrain_flow
+
+    if not Path(params).is_file():
+        console.print(f"[red]error:[/] {params} not found: run this from the repository root")
+        sys.exit(2)
+    console.rule("[bold]EntroAD quickstart")
+    console.print("ingest sample data (DVC) -> train -> cross-domain evaluation -> MLflow registry -> promotion gate")
+    t0 = time.perf_counter()
+    summary = _run(retrain_flow, params)
+    print_summary(summary, time.perf_counter() - t0)
+
+
+@app.command()
+def retrain(
+    params: str = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+    force_ingest: bool = typer.Option(False, "--force-ingest", help="Re-ingest every dataset even if unchanged."),
+    push: bool = typer.Option(True, "--push/--no-push", help="Push the processed data to the DVC remote."),
+) -> None:
+    """The pipeline: ingest what changed -> train -> cross-domain evaluate -> register -> promotion gate."""
+    from flows.retrain import retrain_flow
+
+    t0 = time.perf_counter()
+    summary = _run(retrain_flow, params, overrides or [], force_ingest=force_ingest, push=push)
+    print_summary(summary, time.perf_counter() - t0)
+
+
+@app.command()
+def ingest(
+    names: list[str] | None = typer.Argument(None, help="Datasets (default: train.dataset + evaluation.targets)."),
+    params: str = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+    force: bool = typer.Option(False, "--force", help="Re-ingest even if unchanged."),
+    push: bool = typer.Option(True, "--push/--no-push", help="Push to the DVC remote afterwards."),
+) -> None:
+    """Ingest datasets through their DVC stages (unchanged ones are skipped)."""
+    from flows.ingest import ingest_flow
+
+    res = _run(ingest_flow, params, overrides or [], datasets=names or None, force=force, push=push)
+    for name, r in res.items():
+        console.print(f"{name}: {'unchanged' if r['skipped'] else 'ingested'} ({r['version']})")
+
+
+@app.command()
+def train(params: str = ParamsOpt, overrides: list[str] | None = SetOpt) -> None:
+    """Train on train.dataset (cached on data + params) and log the model to MLflow."""
+    from flows.train import train_flow
+
+    info = _run(train_flow, params, overrides or [])
+    console.print(f"model: {info['model_dir']} ({'cache hit' if info['cached'] else 'trained'}); "
+                  f"MLflow run {info['mlflow']['run_id']}")
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="Checkpoint folder or MLflow URI (models:/entroad@champion)."),
+    data: list[str] | None = typer.Option(None, "--data", "-d", help="Dataset (repeatable; default evaluation.targets)."),
+    params: str = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Cross-domain evaluation fanned out over datasets (threads or Dask, see orchestration.*)."""
+    from flows.common import read_params
+    from flows.evaluate import with_runner
+
+    p = _run(read_params, params, overrides or [])
+    res = _run(with_runner(p), model, params, overrides or [], datasets=data or None)
+    console.print(f"report: {res['report']} (cache hits: {', '.join(res['cached']) or 'none'})")
+
+
+@app.command()
+def serve(params: str = ParamsOpt, overrides: list[str] | None = SetOpt) -> None:
+    """Serve the retrain deployment on schedule.cron (needs `prefect server start`); Ctrl-C stops it."""
+    from flows.deploy import serve_retrain
+
+    _run(serve_retrain, params, overrides or [])
+
+
+@app.command()
+def ui() -> None:
+    """Print the commands that open the MLflow and Prefect UIs."""
+    for line in ui_lines():
+        console.print(line, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    app()
