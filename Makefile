@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 quickstart: $(STAMP)
-	$(VENV)/bin/entroad quickstart
+	$(PY) -m flows quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

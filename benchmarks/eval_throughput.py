@@ -11,9 +11,11 @@ buffers), image scores, example keeping and the final metric computation. The re
 (figures, HTML) is a fixed cost per evaluation and is timed separately.
 
 Last line: ``eval_ratio=<evaluation images/s ÷ bare forward images/s>`` (goal ≥ 0.8), from
-wall-clock time. On a shared CPU machine wall-clock rates swing with other load; the CPU-time
-ratio (this process + its loader workers) is printed too, and ``--cpu-time`` makes it the
-reported ratio.
+wall-clock time. The two are measured alternately ``--repeats`` times in one run and each
+side's *best* rate is used: on a shared machine other load only ever slows a repeat down, so
+the best of several is the stable estimate (medians are printed too). The CPU-time ratio
+(this process + its loader workers) is printed as well; ``--cpu-time`` makes it the reported
+ratio.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=32, help="images in the synthetic dataset (half anomalous)")
     ap.add_argument("--file-size", type=int, default=256, help="side of the synthetic image files (px)")
-    ap.add_argument("--repeats", type=int, default=3, help="alternating repeats; the median of each is used")
+    ap.add_argument("--repeats", type=int, default=4, help="alternating repeats; the best of each side is used")
     ap.add_argument("--cpu-time", action="store_true", help="report the CPU-time ratio (shared, noisy machines)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="params override key=value")
     args = ap.parse_args()
@@ -127,6 +129,7 @@ def main() -> None:
             rates["eval"].append(n / c.wall)
             rates["eval_cpu"].append(n / c.cpu)
         med = {k: statistics.median(v) for k, v in rates.items()}
+        best = {k: max(v) for k, v in rates.items()}
         t0 = time.perf_counter()
         write_results(result, Path(tmp) / "out")
         report_s = time.perf_counter() - t0
@@ -134,11 +137,13 @@ def main() -> None:
         bound = max(d.pixel_bound.values()) if d.pixel_bound else 0.0
         for key, name in (("bare", "bare forward"), ("eval", "evaluation  ")):
             runs = ", ".join(f"{x:.2f}" for x in rates[key])
-            print(f"{name}: {med[key]:.2f} img/s wall (runs {runs}); {med[key + '_cpu']:.2f} img per CPU-second")
+            print(f"{name}: best {best[key]:.2f} img/s wall, median {med[key]:.2f} (runs {runs}); "
+                  f"best {best[key + '_cpu']:.2f} img per CPU-second")
         print(f"pixel metrics: {'exact' if d.pixel_exact else 'binned'}, bound {bound:.2g} points; "
               f"report + results files: {report_s:.1f}s (fixed cost per evaluation)")
-        wall_ratio, cpu_ratio = med["eval"] / med["bare"], med["eval_cpu"] / med["bare_cpu"]
-        print(f"ratio by wall-clock {wall_ratio:.3f}, by CPU time {cpu_ratio:.3f}")
+        wall_ratio, cpu_ratio = best["eval"] / best["bare"], best["eval_cpu"] / best["bare_cpu"]
+        print(f"ratio by wall-clock {wall_ratio:.3f} (medians {med['eval'] / med['bare']:.3f}), "
+              f"by CPU time {cpu_ratio:.3f}")
         print(f"eval_ratio={cpu_ratio if args.cpu_time else wall_ratio:.3f}")
 
 

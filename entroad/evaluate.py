@@ -45,10 +45,12 @@ from rich.progress import (
 from entroad import __version__
 from entroad.config import Params, load_params
 from entroad.data.manifest import ProcessedDataset
+from entroad.data.torch_dataset import ManifestImageDataset
 from entroad.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
+    EntroADError,
     EvaluationError,
     InputError,
     UndefinedMetricError,
@@ -486,6 +488,53 @@ EXAMPLE_KINDS = {
 }
 
 
+class EvalImageDataset(ManifestImageDataset):
+    """The manifest view, refusing a mask whose shape does not fit its image.
+
+    Images and masks are both resized to the model's S×S; a mask stored at another
+    resolution but the same aspect ratio is therefore harmless, while one of another aspect
+    ratio would be stretched onto the wrong pixels: that is an error naming both files.
+    """
+
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        rec = self.records[i]
+        if rec.mask is not None:
+            from PIL import Image
+
+            with Image.open(self.dataset.path(rec.mask)) as m:  # header only: no decode
+                mw, mh = m.size
+            h, w = (int(v) for v in item["orig_size"])
+            if abs(mw / mh - w / h) > 0.01 * (w / h):
+                raise InputError(
+                    f"dataset {self.dataset.name!r}: mask {rec.mask} is {mw}x{mh} px but its image {rec.image} "
+                    f"is {w}x{h} px (another aspect ratio); fix or re-ingest the dataset"
+                )
+        return item
+
+
+_WORKER_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception): (.*)$")
+
+
+def _batches(loader) -> Iterator[dict]:
+    """Iterate a DataLoader; a user error raised in a loader worker keeps its type and gets
+    back its one-line message (PyTorch re-raises it wrapped in the worker's traceback)."""
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except EntroADError as e:
+            text = str(e)
+            if "Original Traceback" not in text:
+                raise
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            m = _WORKER_LINE.match(lines[-1].strip()) if lines else None
+            raise type(e)(m.group(1) if m else lines[-1]) from None
+        yield batch
+
+
 class _DatasetRun:
     """Accumulates one model variant's outputs over one dataset."""
 
@@ -540,11 +589,17 @@ class _DatasetRun:
 
     def _example(self, out, batch, j: int, i: int, score: float, label: int) -> Example:
         rec = self.records[i]
-        size = min(DISPLAY_SIZE, out.anomaly_map.shape[-1])
-        amap = F.interpolate(out.anomaly_map[j : j + 1, None].float(), size=(size, size), mode="bilinear")
+        full = out.anomaly_map.shape[-1]
+        size = min(DISPLAY_SIZE, full)
+        amap = out.anomaly_map[j : j + 1, None].float()
         mask = None
         if bool(batch["pixel_label"][j]):
-            mask = F.interpolate(batch["mask"][j : j + 1, None].float(), size=(size, size), mode="nearest")
+            mask = batch["mask"][j : j + 1, None].float()
+        if size != full:  # only the few kept examples are resized, at display size
+            amap = F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
+            if mask is not None:
+                mask = F.interpolate(mask, size=(size, size), mode="nearest")
+        if mask is not None:
             mask = mask[0, 0].numpy() > 0.5
 
         def grid(t: torch.Tensor) -> np.ndarray:
@@ -690,6 +745,12 @@ def _label_reason(n_norm: int, n_anom: int, need: int) -> str:
         return f"only anomalous images ({n_anom}); image metrics need normal images too"
     if n_anom == 0:
         return f"only normal images ({n_norm}); image metrics need anomalous images too"
+    if n_norm < need <= n_anom:
+        return (f"almost only anomalous images ({n_norm} normal, {n_anom} anomalous; image metrics need "
+                f"evaluation.min_per_label={need} of each)")
+    if n_anom < need <= n_norm:
+        return (f"almost only normal images ({n_norm} normal, {n_anom} anomalous; image metrics need "
+                f"evaluation.min_per_label={need} of each)")
     return f"too few images of one label ({n_norm} normal, {n_anom} anomalous; evaluation.min_per_label={need})"
 
 
@@ -698,6 +759,9 @@ def _dataset_image_reason(n_norm: int, n_anom: int, need: int) -> str:
         return f"the dataset has only anomalous images ({n_anom}); AUROC/AP/F1 need normal images to rank against."
     if n_anom == 0:
         return f"the dataset has only normal images ({n_norm})."
+    if n_norm < need <= n_anom:
+        return (f"the dataset has almost only anomalous images ({n_norm} normal, {n_anom} anomalous); a ranking "
+                f"against fewer than evaluation.min_per_label={need} normals per class would not be trustworthy.")
     return f"no class has at least {need} normal and {need} anomalous images."
 
 
@@ -796,8 +860,6 @@ def run_evaluation(
     progress: bool = True,
 ) -> EvaluationResult:
     """Score every dataset with every model variant in one pass over the images."""
-    from entroad.data.torch_dataset import ManifestImageDataset
-
     cfg = params.evaluation
     base = models[BASE_VARIANT]
     info = base.backbone_info
@@ -860,7 +922,7 @@ def run_evaluation(
                 trained_on.get("dataset") == ds.name or trained_on.get("data_version") == version
             )
             reference = reference_key(ds.name, cfg.reference_names)
-            tds = ManifestImageDataset(ds, base.image_size, info.mean, info.std, records=records)
+            tds = EvalImageDataset(ds, base.image_size, info.mean, info.std, records=records)
             loader = torch.utils.data.DataLoader(
                 tds,
                 batch_size=cfg.batch_size,
@@ -873,7 +935,7 @@ def run_evaluation(
                 n: _DatasetRun(ds, records, cfg, cfg.report_examples if n == BASE_VARIANT else 0, cfg.exact_pixel_limit)
                 for n in models
             }
-            for batch in loader:
+            for batch in _batches(loader):
                 images = batch["image"].to(dev, non_blocking=True)
                 if images.shape[-1] != base.image_size:
                     raise EvaluationError(

@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are written on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -37,6 +38,7 @@ RANDOM_INIT_TEXT = (
     "pictures only show that the pipeline runs; they say nothing about real anomaly detection."
 )
 DPI = 100
+NO_THRESHOLD_REASON = "see the dataset notes"
 
 
 def slug(text: str) -> str:
@@ -54,9 +56,10 @@ def _fmt(v: Any, digits: int = 1) -> str:
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
-def _save(fig, path: Path) -> Path:
-    """PNG with a 256-colour palette: ~5x smaller than RGBA, so a report with many
-    datasets stays a few MB while every figure is embedded."""
+def _save(fig, path: Path, photo: bool = False) -> Path:
+    """PNG with a 256-colour palette: ~4x smaller than RGB, so a report with many
+    datasets stays a few MB while every figure is embedded. ``photo`` (image grids with
+    smooth heat maps) dithers, else the palette shows false contour lines in the overlays."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +67,8 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(buf, dpi=DPI, format="png")
     plt.close(fig)
     img = Image.open(buf).convert("RGB")
-    img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path, optimize=True)
+    dither = Image.Dither.FLOYDSTEINBERG if photo else Image.Dither.NONE
+    img.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=dither).save(path, optimize=True)
     return path
 
 
@@ -200,9 +204,11 @@ def examples_figure(examples: Sequence[Example], title: str, threshold: float | 
         )
     for col in range(1, 5):
         if mappables[col] is not None:
-            fig.colorbar(mappables[col], ax=axes[:, col], location="bottom", shrink=0.85, pad=0.01)
+            # A fresh mappable: the overlay's own one carries alpha 0.5 and would fade the bar.
+            sm = ScalarMappable(norm=cols[col][2], cmap=cols[col][1])
+            fig.colorbar(sm, ax=axes[:, col], location="bottom", shrink=0.85, pad=0.01)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return _save(fig, path, photo=True)
 
 
 def ablation_figure(result: EvaluationResult, path: Path) -> Path | None:
@@ -218,7 +224,11 @@ def ablation_figure(result: EvaluationResult, path: Path) -> Path | None:
         for i, v in enumerate(variants):
             r = next(r for r in rows if r["variant"] == v and r["dataset"] == name)
             vals = [np.nan if r[k] is None else r[k] for k in METRIC_KEYS]
-            ax.bar(x + (i - (len(variants) - 1) / 2) * width, vals, width, label=v)
+            pos = x + (i - (len(variants) - 1) / 2) * width
+            ax.bar(pos, vals, width, label=v)
+            for xp, val in zip(pos, vals, strict=True):
+                if np.isnan(val):  # an empty slot must read "undefined", not "zero"
+                    ax.text(xp, 2, "n/a", ha="center", va="bottom", fontsize=7, color="0.4", rotation=90)
         ax.set_xticks(x, [SHORT[k] for k in METRIC_KEYS])
         ax.set_ylim(0, 100)
         ax.set_ylabel("%")
@@ -243,6 +253,8 @@ def make_figures(result: EvaluationResult, fig_dir: Path) -> dict[str, Path]:
 
         for kind, title in EXAMPLE_KINDS.items():
             exs = d.examples.get(kind) or []
+            if threshold is None:
+                title = f"{title.split(' (')[0]} (no operating point: {NO_THRESHOLD_REASON})"
             if p := examples_figure(exs, f"{d.name}: {title}", threshold, fig_dir / f"{s}_{kind}.png"):
                 figs[f"{d.name}/{kind}"] = p
     if p := ablation_figure(result, fig_dir / "ablation.png"):

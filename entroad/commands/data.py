@@ -30,7 +30,13 @@ def _kv(items: list[str] | None) -> dict[str, Any]:
         if "=" not in it:
             raise ConfigError(f"--option {it!r} must look like key=value")
         k, v = it.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v) if v.strip() else None
+        *parents, leaf = [part.strip() for part in k.split(".")]  # display.CT=subdural -> nested
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--option {it!r}: {part!r} is both a value and a group")
+        node[leaf] = yaml.safe_load(v) if v.strip() else None
     return out
 
 
@@ -70,9 +76,9 @@ def ingest_cmd(
 ) -> None:
     """Turn raw data into a processed, versioned dataset (manifest + 8-bit PNGs + audit).
 
-    Unchanged input is detected and skipped (same version, no work). Inside this DVC repo
-    the configured datasets go through `dvc repro ingest@<name>`, so dvc.lock records the
-    version; the version printed is the DVC hash (`<md5>.dir`) or `content:<sha256>`.
+    Unchanged input is detected and skipped (same version, no work). Inside a DVC repository the configured datasets go through `dvc repro ingest@<name>`, so dvc.lock records the version; the version printed is the DVC hash (`<md5>.dir`) or `content:<sha256>`. Bad files are skipped and counted in audit.json; DICOM is always de-identified.
+
+    Examples: `entroad ingest` (every dataset in params.yaml) · `entroad ingest sample-ct-mr --force` · `entroad ingest my-line --format folder --source /data/line7 --normal ok --anomalous scratch` · `entroad ingest scans --format dicom --source /data/export -o labels=labels.csv -o display.CT=subdural`
     """
     from entroad.data.ingest import ingest_datasets, ingest_spec
     from entroad.data.versioning import data_root, dataset_dir

@@ -30,10 +30,10 @@ def _metric_table(title: str, rows: list[dict], keys: list[str], first: list[str
     from entroad.evaluate import SHORT
 
     t = Table(title=title, title_justify="left")
-    for c in first:
-        t.add_column(c)
+    for c in first:  # names wrap rather than being cut to "mvtec…" on a narrow terminal
+        t.add_column(c, overflow="fold")
     for k in keys:
-        t.add_column(SHORT[k], justify="right")
+        t.add_column(SHORT[k], justify="right", no_wrap=True)
     for r in rows:
         t.add_row(*(str(r[c]) for c in first), *("—" if r[k] is None else f"{r[k]:.1f}" for k in keys))
     return t
@@ -141,6 +141,21 @@ def predict_cmd(
     console.print(f"scores: {res.scores_csv}", soft_wrap=True)
 
 
+EVALUATE_EXAMPLES = (
+    "Examples:\n\n"
+    "entroad evaluate -m runs/train/model -d sample-surfaces -d sample-ct-mr\n\n"
+    "entroad evaluate -m models:/entroad@champion --suite industrial --ablate entropy=none,routing=none\n\n"
+    "Without masks a dataset gets image metrics only; with (almost) only anomalous images, pixel "
+    "metrics only (the report says why). Suites and defaults: the evaluation section of params.yaml."
+)
+PREDICT_EXAMPLES = (
+    "Examples:\n\n"
+    "entroad predict -m runs/train/model -i /data/line3 -o runs/predict/line3 --threshold 0.62\n\n"
+    "entroad predict -m models:/entroad@champion -i /exports/ct-study -o out/ct --threshold model\n\n"
+    "DICOM folders are de-identified on the fly: ids are salted pseudonyms, no header value is written."
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate_cmd)
-    app.command("predict")(predict_cmd)
+    app.command("evaluate", epilog=EVALUATE_EXAMPLES)(evaluate_cmd)
+    app.command("predict", epilog=PREDICT_EXAMPLES)(predict_cmd)

@@ -14,7 +14,7 @@ console = Console()
 
 
 def promote_cmd(
-    version: str | None = typer.Option(None, "--version", "-V", help="Candidate version (default: @challenger, else the newest)."),
+    version: str | None = typer.Option(None, "--version", "-V", help="Candidate version (default: the newest undecided version, else @challenger)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the decision and its table; change nothing."),
     reevaluate: bool = typer.Option(
         False, "--reevaluate", help="If the champion was evaluated on other data versions, re-evaluate it on the candidate's data first."

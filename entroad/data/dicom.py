@@ -5,8 +5,10 @@ skipped and reported) -> volumes (series stacks, multi-frame files) -> labels/ma
 (:mod:`entroad.data.dicom_labels`, :mod:`entroad.data.dicom_masks`) -> slice selection ->
 pixels (:mod:`entroad.data.dicom_pixels`) in worker processes, each writing its PNGs.
 
-Pixel data is read with pydicom directly (one read + decode per file, which is what makes
-ingest run close to a bare read loop); MONAI's ``LoadImage(reader="PydicomReader")`` is the
+Pixel data is read with ``pydicom.pixels.pixel_array(path, ds_out=...)``, which parses only
+the pixel-related elements and decodes in one pass; fixed windows are applied through a
+per-stored-value lookup table; grey slices are written as palette PNGs (RGB by channel
+replication, one byte per pixel to compress). MONAI's ``LoadImage(reader="PydicomReader")`` is the
 reference the tests compare our HU volumes against. Compressed transfer syntaxes decode
 through pydicom's plugins (Pillow, pylibjpeg); a file whose plugin is missing is skipped
 with a reason naming the package to install.
@@ -39,6 +41,7 @@ from entroad.data.dicom_pixels import (
     parse_display,
     percentile_range,
     percentile_uint8,
+    rescale,
     to_rgb,
     voi_lut_uint8,
     window_uint8,
@@ -46,7 +49,7 @@ from entroad.data.dicom_pixels import (
 from entroad.data.dicom_scan import Header, Volume, group_volumes, header_or_reason, select_slices
 from entroad.data.fingerprint import raw_files
 from entroad.data.formats.base import Skip
-from entroad.data.images import save_png, scale_to_uint8
+from entroad.data.images import encode_png, scale_to_uint8
 from entroad.data.manifest import Record
 from entroad.errors import ConfigError, DicomError
 
@@ -119,6 +122,7 @@ class Task:
     resize: str
     file_ids: dict[str, str]
     jobs: list[SliceJob] = field(default_factory=list)
+    syntaxes: dict[str, str] = field(default_factory=dict)  # rel -> transfer syntax name
 
 
 class DecodeProblem(Exception):
@@ -137,18 +141,25 @@ def decode_reason(e: Exception, ts_name: str) -> str:
     return f"corrupt or truncated pixel data ({type(e).__name__})"
 
 
-def _decode(path: Path) -> tuple[Any, np.ndarray]:
-    import pydicom
+# Read besides group 0028 (pixel module, rescale, windows, LUTs): the functional groups of
+# enhanced multi-frame files, where their rescale lives.
+_PIXEL_EXTRA_TAGS = [0x52009229, 0x52009230]  # Shared / PerFrame Functional Groups Sequence
 
+
+def _decode(path: Path, ts_name: str) -> tuple[Any, np.ndarray]:
+    """(dataset with the pixel-related elements only, decoded pixels) of one file.
+
+    ``pydicom.pixels.pixel_array(path, ds_out=...)`` parses only what decoding and display
+    need (no identifying element is even converted) and decodes in the same pass.
+    """
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import pixel_array
+
+    ds = Dataset()
     try:
-        ds = pydicom.dcmread(path)
+        arr = pixel_array(path, ds_out=ds, specific_tags=_PIXEL_EXTRA_TAGS)
     except Exception as e:
-        raise DecodeProblem(f"corrupt or truncated DICOM file ({type(e).__name__})") from None
-    ts = getattr(ds.file_meta.get("TransferSyntaxUID"), "name", "unknown") if hasattr(ds, "file_meta") else "unknown"
-    try:
-        arr = ds.pixel_array
-    except Exception as e:
-        raise DecodeProblem(decode_reason(e, ts)) from None
+        raise DecodeProblem(decode_reason(e, ts_name)) from None
     if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
@@ -169,6 +180,39 @@ def _display(ds: Any, frame: np.ndarray, values: np.ndarray, mode: str, window: 
     return percentile_uint8(values, percentile_range(values, 1.0, 99.0))
 
 
+def _window_lut(ds: Any, dtype: np.dtype, window: tuple[float, float]) -> np.ndarray | None:
+    """Stored value -> display byte for every value of a <= 16-bit integer dtype, or None.
+
+    The same float32 operations as :func:`modality_values` + :func:`window_uint8`, applied
+    once per possible stored value instead of once per pixel, so ``lut[stored]`` gives
+    identical bytes at a fraction of the cost. Files with a Modality LUT Sequence take the
+    general path.
+    """
+    if dtype.kind not in "ui" or dtype.itemsize > 2 or "ModalityLUTSequence" in ds:
+        return None
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    stored = np.arange(2 ** (8 * dtype.itemsize), dtype=np.int64).astype(unsigned).view(dtype)
+    return window_uint8(modality_values(ds, stored), *window)
+
+
+def _lut_key(ds: Any, dtype: np.dtype, window: tuple[float, float]) -> tuple[Any, ...]:
+    return (dtype.str, rescale(ds), window)
+
+
+def _apply_lut(lut: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    idx = frame.view(np.dtype(f"u{frame.dtype.itemsize}")) if frame.dtype.kind == "i" else frame
+    return lut[idx]
+
+
+def _display_window(ds: Any, mode: str, window: Any) -> tuple[float, float] | None:
+    """The linear window a slice is shown with, when its display is one (else None)."""
+    if mode == "window":
+        return window
+    if mode == "file" and "VOILUTSequence" not in ds:
+        return file_window(ds)
+    return None
+
+
 def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """Decode, display, resize and write every slice of ``task``; return records and skips."""
     src, out = Path(task.source), Path(task.out_dir)
@@ -176,11 +220,12 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     cache: dict[str, tuple[Any, np.ndarray] | str] = {}
     staged: list[tuple[SliceJob, Any, np.ndarray, np.ndarray | None]] = []
     skips: list[tuple[str, str]] = []
+    luts: dict[tuple[Any, ...], np.ndarray | None] = {}
     for job in task.jobs:
         got = cache.get(job.rel)
         if got is None:
             try:
-                got = _decode(src / job.rel)
+                got = _decode(src / job.rel, task.syntaxes.get(job.rel, "unknown"))
             except DecodeProblem as e:
                 got = str(e)
                 skips.append((task.file_ids[job.rel], got))
@@ -195,16 +240,27 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
                 skips.append((task.file_ids[job.rel], "frame missing from pixel data"))
                 continue
             frame = arr[job.frame]
+        win = None if frame.ndim == 3 else _display_window(ds, mode, window)
+        if win is not None:  # fast path: one table lookup per pixel
+            key = _lut_key(ds, frame.dtype, win)
+            if key not in luts:
+                luts[key] = _window_lut(ds, frame.dtype, win)
+            lut = luts[key]
+            if lut is not None:
+                staged.append((job, ds, frame, _apply_lut(lut, frame)))
+                continue
         values = None if frame.ndim == 3 else modality_values(ds, frame)
         staged.append((job, ds, frame, values))
     prange = None
     if mode == "percentile":
-        grey = [v for _, _, _, v in staged if v is not None]
+        grey = [v for _, _, f, v in staged if v is not None and f.ndim == 2]
         prange = percentile_range(np.concatenate([g.ravel() for g in grey]), *task.percentiles) if grey else (0.0, 1.0)
     records: list[dict[str, Any]] = []
     for job, ds, frame, values in staged:
         if values is None:
             img8 = scale_to_uint8(frame)
+        elif values.dtype == np.uint8:  # already displayed through a window table
+            img8 = values
         else:
             img8 = _display(ds, frame, values, mode, window, prange)
             if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
@@ -223,18 +279,29 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         label = job.label if job.label >= 0 else int(mask is not None and bool(mask.any()))
         stem = f"{task.cls}/{task.study}/{task.series}/{job.index:04d}"
         img_rel = f"images/{stem}.png"
-        save_png(to_rgb(fit_size(img8, task.size, task.resize)), out / img_rel)
+        shown = fit_size(img8, task.size, task.resize)
+        # Grey slices: RGB by channel replication through a grey palette (see encode_png).
+        png = encode_png(shown, grey_rgb=True, rle=True) if shown.ndim == 2 else encode_png(to_rgb(shown))
+        _write(out / img_rel, png)
         mask_rel = None
         if label == 1 and mask is not None:
             mask_rel = f"masks/{stem}.png"
             m8 = fit_size(mask.astype(np.uint8) * 255, task.size, task.resize, nearest=True)
-            save_png(m8, out / mask_rel)
+            _write(out / mask_rel, encode_png(m8, rle=True))
         records.append({
             "image": img_rel, "mask": mask_rel, "label": label, "cls": task.cls, "split": "test",
             "source_id": f"{task.series}/{job.index:04d}",
             "anomaly_type": job.anomaly_type if label == 1 else "good",
         })
     return records, skips
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +455,8 @@ def ingest_dicom(
         step = len(jobs) if display[0] == "percentile" else max(1, int(options["chunk"]))
         for i in range(0, len(jobs), step):
             tasks.append(Task(str(source), str(out_dir), cls, vol.study, vol.key, display, percentiles,  # type: ignore[arg-type]
-                              int(options["size"]), options["resize"], file_ids, jobs[i : i + step]))
+                              int(options["size"]), options["resize"], file_ids, jobs[i : i + step],
+                              {h.rel: h.transfer_syntax for h in vol.files}))
     if labels is not None:
         for r in rows:
             if r.row not in labels.used:

@@ -14,6 +14,7 @@
 * ``mask``: PNG (one slice; same rows x columns as the image) or NIfTI (a volume on the
   series' voxel grid, oriented through the affines; slices with mask pixels become
   anomalous, the others normal).
+* ``anomaly_type``: a short category (written as a slug: lower case, ``_``, <= 32 chars).
 * ``slice``: restrict the row to one slice index of the volume (0-based, sorted order).
 
 Most specific row wins: file > volume row with ``slice`` > volume / folder row.
@@ -28,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from entroad.errors import DicomError
 
+_TYPE_CHARS = re.compile(r"[^a-z0-9]+")
 _SERIES_ID = re.compile(r"ser-[0-9a-f]{12}")  # what ingest writes as <series id> in source_id
 _TRUE = {"1", "yes", "true", "anomaly", "anomalous", "abnormal", "positive"}
 _FALSE = {"0", "no", "false", "normal", "good", "negative"}
@@ -69,9 +71,19 @@ def read_labels(path: Path) -> tuple[list[LabelRow], list[int]]:
             bad.append(i)
             continue
         key = key if by_id else str(PurePosixPath(key.replace("\\", "/"))).rstrip("/")
-        rows.append(LabelRow(i, key, by_id, label, r.get("mask") or None, r.get("anomaly_type") or None,
+        rows.append(LabelRow(i, key, by_id, label, r.get("mask") or None, anomaly_slug(r.get("anomaly_type", "")),
                              int(sl) if sl else None))
     return rows, bad
+
+
+def anomaly_slug(text: str) -> str | None:
+    """``"Sub-dural Bleed"`` -> ``"sub_dural_bleed"``: a short category, not free text.
+
+    The anomaly type is written into the manifest; a slug of at most 32 characters keeps a
+    free-text note typed into the CSV (which may name the patient) out of a category field.
+    """
+    slug = _TYPE_CHARS.sub("_", text.strip().lower()).strip("_")[:32].strip("_")
+    return slug or None
 
 
 def covers(row: LabelRow, rel: str) -> bool:

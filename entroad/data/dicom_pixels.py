@@ -54,14 +54,23 @@ def modality_values(ds: Any, arr: np.ndarray) -> np.ndarray:
         from pydicom.pixels import apply_modality_lut
 
         return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope, intercept = rescale(ds)
     out = arr.astype(np.float32)
     if slope != 1.0:
         out *= slope
     if intercept != 0.0:
         out += intercept
     return out
+
+
+def rescale(ds: Any) -> tuple[float, float]:
+    """(slope, intercept): top level, else the enhanced multi-frame shared functional group."""
+    src = ds
+    if "RescaleSlope" not in ds and "SharedFunctionalGroupsSequence" in ds:
+        shared = ds.SharedFunctionalGroupsSequence
+        if len(shared) and "PixelValueTransformationSequence" in shared[0]:
+            src = shared[0].PixelValueTransformationSequence[0]
+    return float(src.get("RescaleSlope", 1) or 1), float(src.get("RescaleIntercept", 0) or 0)
 
 
 def window_uint8(values: np.ndarray, center: float, width: float) -> np.ndarray:

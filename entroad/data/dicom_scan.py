@@ -52,6 +52,21 @@ class Volume:
         return self.files[0].rows, self.files[0].cols
 
 
+# Defined terms of Modality (PS3.3 C.7.3.1.1.1). Modality becomes a class name and an audit
+# count, so a value outside this list (free text a site typed in) is written as "OT".
+MODALITIES = frozenset(
+    "AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DOC DX ECG EPS ES FID GM HC HD IO IOL IVOCT IVUS KER KO "
+    "LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN POS PR PT PX REG RESP RF RG RTDOSE "
+    "RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SM SMR SR SRF STAIN TEXTUREMAP TG US "
+    "VA XA XAPROTOCOL XC".split()
+)
+
+
+def safe_modality(value: object) -> str:
+    m = str(value or "").strip().upper()
+    return m if m in MODALITIES else "OT"
+
+
 class NotAnImage(Exception):
     """A readable DICOM file without image pixels, or a file that is not DICOM at all."""
 
@@ -110,7 +125,7 @@ def read_header(path: Path, rel: str) -> Header:
         instance = None
     return Header(
         rel=rel,
-        modality=str(ds.get("Modality", "") or "OT").upper(),
+        modality=safe_modality(ds.get("Modality")),
         rows=int(ds.Rows),
         cols=int(ds.Columns),
         frames=frames,

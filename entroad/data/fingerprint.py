@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,13 @@ def input_fingerprint(
     cache = StatCache(cache_file)
     h = hashlib.sha256()
     h.update(json.dumps({"spec": spec, "code": code_version()}, sort_keys=True, default=str).encode())
-    keys: set[str] = set()
     files = raw_files(source)
-    for f in files:
-        k = key(f.relative_to(source).as_posix())
-        keys.add(k)
+    pairs = [(key(f.relative_to(source).as_posix()), f) for f in files]
+    # hashlib releases the GIL on large buffers: hash new/changed files on a few threads.
+    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
+        digests = list(pool.map(lambda kf: cache.digest(*kf), pairs))
+    for (k, _), d in zip(pairs, digests, strict=True):
         h.update(k.encode())
-        h.update(cache.digest(k, f).encode())
-    cache.save(keys)
+        h.update(d.encode())
+    cache.save({k for k, _ in pairs})
     return h.hexdigest(), len(files)

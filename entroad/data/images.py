@@ -109,14 +109,27 @@ def read_mask(path: Path) -> np.ndarray:
     return mask_from_array(np.asarray(img), lossy=lossy)
 
 
-def encode_png(arr: np.ndarray) -> bytes:
-    """8-bit L (HxW) or RGB (HxWx3) array -> PNG bytes: IHDR + one IDAT + IEND, nothing else.
+# PLTE chunk payload of a grey palette: index i -> (i, i, i).
+_GREY_PALETTE = np.repeat(np.arange(256, dtype=np.uint8), 3).tobytes()
+
+
+def encode_png(arr: np.ndarray, grey_rgb: bool = False, rle: bool = False) -> bytes:
+    """8-bit L (HxW) or RGB (HxWx3) array -> PNG bytes: IHDR [+ PLTE] + one IDAT + IEND.
 
     Written by hand because it is 2x faster than Pillow's encoder at equal size (PNG "Up"
     filter + zlib level 1) and, having no ancillary chunks, can never carry metadata.
+
+    ``grey_rgb``: a grey HxW array is written as an RGB image by channel replication through
+    a grey palette (colour type 3, ``i -> (i, i, i)``): every decoder returns R = G = B, and
+    the file holds one byte per pixel instead of three (3x less to compress). Pillow opens
+    it in mode ``P``; ``.convert("RGB")`` (what every reader of the project does) gives the
+    replicated RGB image. ``rle``: zlib's run-length strategy, faster and as small on smooth
+    grey images (medical slices).
     """
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ValueError(f"encode_png needs uint8 HxW or HxWx3, got {arr.dtype} {arr.shape}")
+    if grey_rgb and arr.ndim != 2:
+        raise ValueError("encode_png(grey_rgb=True) needs a grey HxW array")
     h, w = arr.shape[:2]
     raw = np.ascontiguousarray(arr).reshape(h, -1)
     rows = np.empty((h, raw.shape[1] + 1), np.uint8)
@@ -127,12 +140,14 @@ def encode_png(arr: np.ndarray) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    colour = 0 if arr.ndim == 2 else 2
+    colour = 3 if grey_rgb else 0 if arr.ndim == 2 else 2
     header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    z = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE if rle else zlib.Z_DEFAULT_STRATEGY)
     return b"".join((
         b"\x89PNG\r\n\x1a\n",
         chunk(b"IHDR", header),
-        chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)),
+        *((chunk(b"PLTE", _GREY_PALETTE),) if grey_rgb else ()),
+        chunk(b"IDAT", z.compress(rows.tobytes()) + z.flush()),
         chunk(b"IEND", b""),
     ))
 

@@ -13,8 +13,11 @@ One (fake) patient with two studies, written exactly like a PACS export would be
     <root>/labels.csv                      path,label,mask,anomaly_type
     <root>/README.txt                      a non-DICOM file (skipped and reported)
 
-Every identifying tag PS3.15 cares about is filled with the values of :data:`PLANTED_PHI`
-(plus a private tag and the folder name), so tests can grep every output for them. File
+Every identifying tag of the de-identification inventory (:data:`entroad.data.deid.PHI_GROUPS`,
+after PS3.15 Annex E) is filled: :data:`PLANTED_PHI` plus a distinctive value per remaining
+keyword, identifying values inside standard sequences, a private tag and a private sequence;
+the patient's name is also the folder name. :func:`planted_needles` lists them so tests can
+grep every output for them. File
 names are in an order different from the slice order, to exercise sorting. Output bytes
 depend only on the arguments.
 """
@@ -56,6 +59,105 @@ PLANTED_PHI: dict[str, str] = {
 }
 PRIVATE_CREATOR = "SECRETVENDOR"
 PRIVATE_VALUE = "PRIVATE-PHI-ZEBRA-0042"
+PRIVATE_SEQ_VALUE = "PRIVSEQ-PHI-OKAPI-7"
+# Identifying values inside standard sequences (nested items leak as easily as top-level tags).
+NESTED_PHI: dict[str, str] = {
+    "OtherPatientIDsSequence": "NESTEDPID-4471",
+    "ReferencedStudySequence": "1.2.826.0.1.3680043.8.498.777001",  # a referenced SOP instance UID
+    "RequestAttributesSequence": "REQPROC-ID-5521",
+}
+
+
+def _phi_value(i: int, kw: str, vr: str) -> object | None:
+    """A distinctive, deterministic value of VR ``vr`` for the ``i``-th identifying keyword."""
+    from pydicom.uid import generate_uid
+
+    if vr == "PN":
+        return f"PHIPN{i:02d}^{kw[:10].upper()}"
+    if vr in ("LO", "LT", "ST", "UT", "SH", "UC"):
+        return f"PHI{i:02d}{kw[:9]}" if vr == "SH" else f"PHI{i:02d}-{kw}-VALUE"
+    if vr == "CS":
+        return f"PHICS{i:02d}X"
+    if vr == "DA":
+        return f"19{10 + i:02d}0311"
+    if vr == "TM":
+        return f"1{i % 10}1718.{i:03d}917"
+    if vr == "DT":
+        return f"19{10 + i:02d}0311101718.{i:03d}"
+    if vr == "AS":
+        return "093Y"
+    if vr == "DS":
+        return f"{1 + i / 1000:.6f}1"
+    if vr == "UI":
+        return generate_uid(entropy_srcs=["planted", kw])
+    return None
+
+
+def planted_tags() -> dict[str, object]:
+    """{keyword: value} of every identifying keyword of the de-identification inventory
+    (:data:`entroad.data.deid.PHI_GROUPS`) that :func:`_base` fills in, sequences excluded."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from entroad.data.deid import PHI_GROUPS
+
+    out: dict[str, object] = {}
+    i = 0
+    for kws in PHI_GROUPS.values():
+        for kw in kws:
+            if kw in PLANTED_PHI or kw in out or tag_for_keyword(kw) is None:
+                continue
+            i += 1
+            if (kw.endswith("InstanceUID") and kw != "ReferencedSOPInstanceUID") or kw == "FrameOfReferenceUID":
+                continue  # real UIDs of the file (set per file)
+            value = _phi_value(i, kw, dictionary_VR(kw))
+            if value is not None:
+                out[kw] = value
+    return out
+
+
+def planted_needles(min_len: int = 6) -> set[str]:
+    """Every identifying string the generator plants (file UIDs excluded: read them from the
+    files), in the forms a leak could take (``DOE^JANE`` and ``DOE JANE``)."""
+    values = [*PLANTED_PHI.values(), *planted_tags().values(), *NESTED_PHI.values(), PRIVATE_VALUE,
+              PRIVATE_SEQ_VALUE, PATIENT_DIR]
+    out: set[str] = set()
+    for v in map(str, values):
+        for form in (v, v.replace("^", " ")):
+            if len(form) >= min_len:
+                out.add(form)
+    return out
+
+
+def _plant(ds) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    for kw, value in PLANTED_PHI.items():
+        setattr(ds, kw, value)
+    for kw, value in planted_tags().items():
+        if kw not in ds:
+            setattr(ds, kw, value)
+    for kw in ("PatientInsurancePlanCodeSequence", "PatientPrimaryLanguageCodeSequence"):
+        code = Dataset()
+        code.CodeValue, code.CodingSchemeDesignator = "PHICODE", "99PHI"
+        code.CodeMeaning = f"PHI code meaning {kw}"
+        setattr(ds, kw, Sequence([code]))
+    other = Dataset()
+    other.PatientID, other.IssuerOfPatientID = NESTED_PHI["OtherPatientIDsSequence"], "PHI-ISSUER-SEQ"
+    ds.OtherPatientIDsSequence = Sequence([other])
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    ref.ReferencedSOPInstanceUID = NESTED_PHI["ReferencedStudySequence"]
+    ds.ReferencedStudySequence = Sequence([ref])
+    req = Dataset()
+    req.RequestedProcedureID = NESTED_PHI["RequestAttributesSequence"]
+    ds.RequestAttributesSequence = Sequence([req])
+    block = ds.private_block(0x0011, PRIVATE_CREATOR, create=True)
+    block.add_new(0x01, "LO", PRIVATE_VALUE)
+    inner = Dataset()
+    inner.add_new(0x00110010, "LO", PRIVATE_CREATOR)
+    inner.add_new(0x00111002, "LO", PRIVATE_SEQ_VALUE)
+    block.add_new(0x02, "SQ", Sequence([inner]))
 
 
 def _uid(seed: int, *parts: object) -> str:
@@ -79,10 +181,7 @@ def _base(modality: str, sop_class: str, sop_uid: str, study_uid: str, series_ui
     ds.FrameOfReferenceUID = _uid(0, study_uid, "frame-of-reference")
     ds.Modality = modality
     if phi:
-        for kw, value in PLANTED_PHI.items():
-            setattr(ds, kw, value)
-        block = ds.private_block(0x0011, PRIVATE_CREATOR, create=True)
-        block.add_new(0x01, "LO", PRIVATE_VALUE)
+        _plant(ds)
     return ds
 
 

@@ -108,15 +108,17 @@ def reevaluate_version(
 
 
 def _candidate(client, name: str, version: str | int | None):
+    """``version``, else the newest version still waiting for a decision, else @challenger."""
     if version is not None:
-        return registry.get_version(client, name, str(version).lstrip("v"))
-    mv = registry.version_by_alias(client, name, registry.CHALLENGER)
-    if mv is not None:
-        return mv
+        return registry.get_version(client, name, str(version).lstrip("vV"))
     all_versions = registry.versions(client, name)
     if not all_versions:
         raise TrackingError(f"registered model {name!r} has no versions yet; run the retrain flow (`python -m flows retrain`)")
-    return all_versions[-1]
+    waiting = [v for v in all_versions if v.tags.get(registry.TAG_DECISION, "pending") in {"pending", "needs_reevaluation"}]
+    if waiting:
+        return waiting[-1]
+    mv = registry.version_by_alias(client, name, registry.CHALLENGER)
+    return mv if mv is not None else all_versions[-1]
 
 
 def run_gate(
@@ -130,8 +132,8 @@ def run_gate(
     lock_wait_s: float = 0.0,
     hold_lock: bool = True,
 ) -> GateResult:
-    """Decide (and unless ``dry_run`` apply) the promotion of ``version`` (default: @challenger,
-    else the newest version). ``hold_lock=False`` when the caller already holds the pipeline lock."""
+    """Decide (and unless ``dry_run`` apply) the promotion of ``version`` (default: the newest
+    version still waiting for a decision, else @challenger). ``hold_lock=False`` when the caller already holds the pipeline lock."""
     lock = pipeline_lock(root, wait_s=lock_wait_s, what="promotion") if hold_lock else contextlib.nullcontext()
     with lock:
         return _gate(params, version, dry_run, reevaluate, reevaluation_dir, root)

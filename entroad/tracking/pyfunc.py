@@ -29,10 +29,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 
-import mlflow
 from entroad.errors import InputError
 
 log = logging.getLogger(__name__)

@@ -3,6 +3,7 @@ the model (no pickled Python object is stored). Only :mod:`entroad.tracking.pyfu
 its path; nothing imports it as a module."""
 
 import mlflow
+
 from entroad.tracking.pyfunc import EntroADPyfunc
 
 mlflow.models.set_model(EntroADPyfunc())

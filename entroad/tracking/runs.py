@@ -64,6 +64,7 @@ def log_training_run(
     model fails, so a half-logged model is never taken for a usable one.
     """
     import mlflow
+
     from entroad.tracking.pyfunc import log_pyfunc_model
 
     experiment_id = ensure_experiment(params, root)

@@ -61,3 +61,22 @@ def test_user_errors_are_one_line_with_exit_code(tmp_path):
     proc = subprocess.run([bin_, "ingest", "x", "--format", "mvtec", "--source", "missing"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "does not exist" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_adhoc_dicom_ingest_with_nested_options(tmp_path, monkeypatch, salt_env):
+    import numpy as np
+
+    from entroad.data.synthetic_dicom import PLANTED_PHI, write_dicom_image
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("data: {root: store}\n")
+    hu = np.array([[-1000, 0, 40, 80, 1000, 2000]] * 6)
+    write_dicom_image(tmp_path / "export/DOE_JANE/ct.dcm", hu + 1024, "CT", RescaleSlope=1, RescaleIntercept=-1024)
+    res = runner.invoke(app, ["ingest", "scans", "--format", "dicom", "--source", "export", "-o", "labels=null",
+                              "-o", "unlabelled=normal", "-o", "display.CT=bone", "-o", "size=6", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)[0]
+    assert out["counts"]["images"] == 1
+    meta = json.loads((Path(out["path"]) / "dataset.json").read_text())
+    assert meta["ingest_params"]["options"]["display"]["CT"] == "bone"
+    assert not [v for v in PLANTED_PHI.values() if v in res.output] and "DOE_JANE" not in res.output

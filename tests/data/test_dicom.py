@@ -27,6 +27,15 @@ from tests.data.ingest_helpers import ingest
 SIZE = 64
 
 
+def _rgb(path) -> np.ndarray:
+    """Decoded RGB pixels of an output slice (grey slices are palette PNGs: i -> (i, i, i))."""
+    img = Image.open(path)
+    assert img.mode in ("RGB", "P")
+    if img.mode == "P":
+        assert img.getpalette()[:768] == [v for i in range(256) for v in (i, i, i)]
+    return np.asarray(img.convert("RGB"))
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
@@ -38,8 +47,30 @@ def _uids(root):
     out = set()
     for p in root.rglob("*.dcm"):
         ds = pydicom.dcmread(p, stop_before_pixels=True)
-        out |= {str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)}
+        out |= {str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID),
+                str(ds.FrameOfReferenceUID), str(ds.file_meta.MediaStorageSOPInstanceUID)}
     return out
+
+
+def test_generator_plants_every_identifying_tag(study):
+    """Positive control for the leak tests: every keyword of the de-identification inventory
+    (and nested / private values) really is in the raw files, so grepping for them means something."""
+    from pydicom.datadict import tag_for_keyword
+
+    from entroad.data.deid import PHI_GROUPS
+    from entroad.data.synthetic_dicom import NESTED_PHI, PRIVATE_SEQ_VALUE, planted_needles
+
+    root, _ = study
+    ds = pydicom.dcmread(root / PATIENT_DIR / "CT_HEAD_BLEED" / "IM0001.dcm")
+    missing = [kw for kws in PHI_GROUPS.values() for kw in kws
+               if tag_for_keyword(kw) is not None and kw not in ds and kw != "MediaStorageSOPInstanceUID"]
+    assert not missing, f"identifying keywords not planted: {missing}"
+    raw = b"".join(p.read_bytes() for p in root.rglob("*.dcm"))
+    for needle in planted_needles():
+        if needle != PATIENT_DIR:
+            assert needle.replace(" ", "^").encode() in raw or needle.encode() in raw, needle
+    assert all(v.encode() in raw for v in NESTED_PHI.values()) and PRIVATE_SEQ_VALUE.encode() in raw
+    assert len(planted_needles()) > 60
 
 
 def test_study_ingest_counts_labels_and_masks(tmp_path, study, salt_env):
@@ -51,9 +82,8 @@ def test_study_ingest_counts_labels_and_masks(tmp_path, study, salt_env):
     assert res.audit["dicom"]["volumes"] == 4
     assert res.audit["dicom"]["transfer_syntaxes"] == {"Explicit VR Little Endian": 28, "RLE Lossless": 1}
     for r in ds.records:
-        img = Image.open(ds.path(r.image))
-        assert img.size == (96, 96) and img.mode == "RGB"
-        a = np.asarray(img)
+        a = _rgb(ds.path(r.image))
+        assert a.shape == (96, 96, 3)
         assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()  # channel replication
         assert (r.mask is not None) == (r.label == 1)
     bleed = [r for r in ds.records if r.anomaly_type == "hemorrhage"]
@@ -62,7 +92,7 @@ def test_study_ingest_counts_labels_and_masks(tmp_path, study, salt_env):
     # NIfTI mask (stored dcm2niix-style, rows flipped) lands on the bright bleed: the masked
     # pixels are the brightest brain pixels of their slice, everywhere.
     for r in bleed:
-        img = np.asarray(Image.open(ds.path(r.image)))[..., 0].astype(int)
+        img = _rgb(ds.path(r.image))[..., 0].astype(int)
         m = np.asarray(Image.open(ds.path(r.mask))) > 0
         assert m.any()
         inside = img[m].mean()
@@ -81,7 +111,7 @@ def test_slices_are_sorted_along_the_normal(tmp_path, study, salt_env):
     for recs in series.values():
         if len(recs) < 8:
             continue
-        area = [int((np.asarray(Image.open(ds.path(r.image)))[..., 0] > 30).sum()) for r in recs]
+        area = [int((_rgb(ds.path(r.image))[..., 0] > 30).sum()) for r in recs]
         peak = int(np.argmax(area))
         assert all(np.diff(area[: peak + 1]) >= -5) and all(np.diff(area[peak:]) <= 5), area
 
@@ -90,8 +120,10 @@ def test_no_phi_in_any_output(tmp_path, study, salt_env, caplog):
     root, _ = study
     caplog.set_level(logging.DEBUG, logger="entroad")
     res, ds = ingest(tmp_path, "dicom", root, size=SIZE)
-    needles = {v for v in PLANTED_PHI.values()} | {PRIVATE_VALUE, PATIENT_DIR, "DOE^JANE", "CT_HEAD_BLEED",
-                                                     "MR_T2_TUMOR", "IM0001"} | _uids(root)
+    from entroad.data.synthetic_dicom import planted_needles
+
+    needles = planted_needles() | {PRIVATE_VALUE, PATIENT_DIR, "DOE^JANE", "CT_HEAD_BLEED", "MR_T2_TUMOR",
+                                   "IM0001", "ct_head_bleed.nii", "mr_t2_IM"} | _uids(root)
     needles |= {v.replace("^", " ") for v in PLANTED_PHI.values()}
     written = [p for p in tmp_path.rglob("*") if p.is_file() and root not in p.parents]
     assert any(p.name == "manifest.jsonl" for p in written) and any(".cache" in p.parts for p in written)
@@ -160,15 +192,15 @@ def test_windows_percentile_and_monochrome1(tmp_path, salt_env):
     opts = dict(labels=None, unlabelled="normal", size=6, resize="stretch")
     _, ds = ingest(tmp_path, "dicom", src, **opts)
     ct = next(r for r in ds.records if r.cls == "ct")
-    row = np.asarray(Image.open(ds.path(ct.image)))[0, :, 0]
+    row = _rgb(ds.path(ct.image))[0, :, 0]
     np.testing.assert_array_equal(row, [0, 0, 127, 255, 255, 255])  # brain window 40/80
-    m1 = np.asarray(Image.open(ds.path(next(r for r in ds.records if r.cls == "mr").image)))[..., 0]
+    m1 = _rgb(ds.path(next(r for r in ds.records if r.cls == "mr").image))[..., 0]
     assert m1[0, 0] > m1[-1, -1], "MONOCHROME1 must be inverted (low value = bright)"
     _, ds = ingest(tmp_path, "dicom", src, name="bone", display={"CT": "bone", "MR": "file"}, **opts)
-    row = np.asarray(Image.open(ds.path(next(r for r in ds.records if r.cls == "ct").image)))[0, :, 0]
+    row = _rgb(ds.path(next(r for r in ds.records if r.cls == "ct").image))[0, :, 0]
     assert row[0] == 0 and 0 < row[4] < 255  # 1000 HU inside the bone window
     _, ds = ingest(tmp_path, "dicom", src, name="file", display={"CT": "file"}, **opts)
-    row = np.asarray(Image.open(ds.path(next(r for r in ds.records if r.cls == "ct").image)))[0, :, 0]
+    row = _rgb(ds.path(next(r for r in ds.records if r.cls == "ct").image))[0, :, 0]
     np.testing.assert_array_equal(row[[1, 4]], [0, 255])  # the file's own 500/1000 window
 
 
@@ -176,7 +208,7 @@ def test_resize_pad_keeps_aspect(tmp_path, salt_env):
     src = tmp_path / "raw"
     write_dicom_image(src / "wide.dcm", np.full((16, 32), 3000), "CT", RescaleSlope=1, RescaleIntercept=-1024)
     _, ds = ingest(tmp_path, "dicom", src, labels=None, unlabelled="normal", size=64)
-    a = np.asarray(Image.open(ds.path(ds.records[0].image)))[..., 0]
+    a = _rgb(ds.path(ds.records[0].image))[..., 0]
     assert a.shape == (64, 64)
     assert (a[:16] == 0).all() and (a[-16:] == 0).all() and (a[16:48] == 255).all()
 
@@ -188,9 +220,8 @@ def test_bundled_pydicom_files_and_compressed_syntaxes(tmp_path, salt_env):
              "JPGExtended.dcm", "MR_small_jpeg_ls_lossless.dcm", "JPEG-lossy.dcm", "MR_truncated.dcm",
              "rtplan.dcm"]
     for name in names:
-        path = get_testdata_file(name)
-        if not path:
-            continue
+        path = get_testdata_file(name, download=False)  # bundled with the wheel: never the network
+        assert path, name
         (src / name).write_bytes(open(path, "rb").read())
         try:  # pydicom's variants of one image share UIDs: give each its own instance
             d = pydicom.dcmread(src / name)
@@ -304,3 +335,49 @@ def test_slice_selection_and_burned_in(tmp_path, study, salt_env):
     write_dicom_image(src / "ok.dcm", np.ones((8, 8)) * 5, "OT")
     res, _ = ingest(tmp_path, "dicom", src, size=SIZE, name="bi", labels=None, unlabelled="normal")
     assert res.counts["images"] == 1 and res.audit["skipped_by_reason"] == {"burned-in annotation": 1}
+
+
+def test_window_table_equals_direct_formula():
+    """The per-value lookup table gives the same bytes as HU conversion + window per pixel."""
+    from pydicom.dataset import Dataset
+
+    from entroad.data.dicom import _apply_lut, _window_lut
+    from entroad.data.dicom_pixels import modality_values, window_uint8
+
+    rng = np.random.default_rng(0)
+    for dtype, slope, intercept in ((np.uint16, 1, -1024), (np.int16, 0.5, 10.25), (np.uint8, 2, -3)):
+        info = np.iinfo(dtype)
+        frame = rng.integers(info.min, info.max, (33, 47), endpoint=True).astype(dtype)
+        ds = Dataset()
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        for window in ((40.0, 80.0), (-600.0, 1500.0)):
+            lut = _window_lut(ds, frame.dtype, window)
+            np.testing.assert_array_equal(_apply_lut(lut, frame), window_uint8(modality_values(ds, frame), *window))
+    assert _window_lut(ds, np.dtype(np.int32), (40.0, 80.0)) is None
+
+
+def test_duplicates_corrupt_pixels_and_empty_folders(tmp_path, salt_env):
+    from entroad.errors import DicomError, IngestError
+
+    src = tmp_path / "raw"
+    a = write_dicom_image(src / "a" / "IM1.dcm", np.full((8, 8), 100), "CT", seed=1)
+    (src / "b").mkdir()
+    (src / "b" / "copy.dcm").write_bytes(a.read_bytes())  # same SOP instance, another folder
+    bad = write_dicom_image(src / "c" / "IM1.dcm", np.full((8, 8), 5), "CT", seed=2)
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) - 60])  # pixel data cut short: header fine, decode fails
+    (src / "d").mkdir()  # an empty sub-folder is harmless
+    res, ds = ingest(tmp_path, "dicom", src, labels=None, unlabelled="normal", size=16)
+    assert res.counts["images"] == 1
+    reasons = res.audit["skipped_by_reason"]
+    assert reasons["duplicate file"] == 1 and reasons["corrupt or truncated pixel data"] == 1
+    for s in res.audit["skipped_files"]:
+        assert re.fullmatch(r"fil-[0-9a-f]{12}", s["file"]), s  # pseudonymous, never the path
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IngestError, match="is empty"):
+        ingest(tmp_path, "dicom", empty, name="e", labels=None)
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(DicomError, match="no DICOM images"):
+        ingest(tmp_path, "dicom", empty, name="e", labels=None)
+    assert not (tmp_path / "processed" / "e").exists()

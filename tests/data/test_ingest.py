@@ -170,3 +170,35 @@ def test_ingest_dataset_api_and_samples(tmp_path, monkeypatch):
     assert res.counts["images"] == 1 + 2 + 6 and res.counts["anomalous"] == 6
     assert ingest_dataset(params, "tex", progress=False).skipped
     assert np.asarray(ProcessedDataset.load(res.path).records).size == 9
+
+
+def test_bundled_quickstart_samples_ingest_offline(tmp_path, monkeypatch, salt_env):
+    """The samples the quickstart trains on (train.dataset) and evaluates on
+    (evaluation.targets), exactly as params.yaml configures them, from the generator."""
+    from entroad.config import load_params
+    from entroad.data.synthetic_dicom import planted_needles
+    from tests.data.ingest_helpers import REPO_ROOT
+
+    params = load_params(REPO_ROOT / "params.yaml")
+    names = [params.train.dataset, *params.evaluation.targets]
+    assert names == ["sample-textures", "sample-surfaces", "sample-ct-mr"]
+    monkeypatch.chdir(tmp_path)
+    assert sorted(ensure_samples(params)) == sorted(names)
+    results = {n: ingest_dataset(params, n, use_dvc=False, progress=False) for n in names}
+    for name, res in results.items():
+        ds = ProcessedDataset.load(res.path)
+        assert res.counts["images"] > 20 and res.counts["anomalous"] > 0 and res.counts["normal"] > 0, name
+        assert res.counts["with_mask"] > 0, name  # pixel masks for localisation metrics
+        assert ds.meta.domain == params.data.get(name).domain
+    tex = ProcessedDataset.load(results["sample-textures"].path)
+    assert {r.anomaly_type for r in tex.records} >= {"scratch", "hole", "crack", "stain", "color_drift"}
+    assert {r.split for r in tex.records} == {"train", "test"}
+    ct = ProcessedDataset.load(results["sample-ct-mr"].path)
+    assert set(ct.meta.classes) == {"ct", "mr"}
+    assert {r.anomaly_type for r in ct.records if r.label} == {"hemorrhage", "tumor"}
+    leaks = [p for p in results["sample-ct-mr"].path.rglob("*") if p.is_file()
+             and any(s.encode() in p.read_bytes() for s in planted_needles())]
+    assert not leaks
+    # A second run does no work and reports the same versions.
+    again = {n: ingest_dataset(params, n, use_dvc=False, progress=False) for n in names}
+    assert all(again[n].skipped and again[n].version == results[n].version for n in names)

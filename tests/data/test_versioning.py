@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from entroad.config import load_params
 from entroad.data import dvc_ops
 from entroad.data.fingerprint import INGEST_CODE
 from entroad.data.ingest import ensure_samples, ingest_dataset
-from entroad.data.synthetic_dicom import PATIENT_DIR, PLANTED_PHI
+from entroad.data.synthetic_dicom import PATIENT_DIR, PLANTED_PHI, planted_needles
 from entroad.data.versioning import (
     data_version,
     dataset_dir,
@@ -84,6 +85,37 @@ def test_dvc_project_end_to_end(tmp_path, monkeypatch):
     status = dvc_ops.stage_status(proj)
     assert not any(k.startswith("ingest@") for k in status), status
 
+    # Plain `dvc repro` over the foreach stages: nothing changed -> no ingest runs.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    entroad_bin = str(Path(sys.executable).parent / "entroad")
+    outputs: list[str] = []
+
+    def run(*cmd: str) -> str:
+        proc = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True)
+        outputs.append(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    out = run(sys.executable, "-m", "dvc", "repro")
+    assert "Running stage 'ingest@" not in out and "fingerprint@tex" in out
+    # New raw file in one dataset: `dvc repro` re-ingests exactly that one.
+    from PIL import Image
+
+    Image.fromarray(rgb(48, 48, seed=5)).save(proj / "datasets/raw/tex/grid/test/good/099.png")
+    out = run(sys.executable, "-m", "dvc", "repro")
+    assert "Running stage 'ingest@tex'" in out and "Running stage 'ingest@ctmr'" not in out
+    tex_v2 = data_version(dataset_dir(params, "tex"))
+    assert tex_v2 != first["tex"].version and tex_v2 == recorded_dvc_hash(dataset_dir(params, "tex"))
+    # The CLI: unchanged -> same version, no work; list shows both versions.
+    res = json.loads(run(entroad_bin, "ingest", "tex", "ctmr", "--json"))
+    assert [r["skipped"] for r in res] == [True, True] and res[0]["version"] == tex_v2
+    rows = {r["name"]: r for r in json.loads(run(entroad_bin, "data", "list", "--json"))}
+    assert rows["tex"]["version"] == tex_v2 and rows["ctmr"]["version"] == first["ctmr"].version
+    assert rows["tex"]["dvc_tracked"] and rows["ctmr"]["images"] == first["ctmr"].counts["images"]
+    run(entroad_bin, "-v", "data", "status")
+    Path(proj / "datasets/raw/tex/grid/test/good/099.png").unlink()
+    assert ingest_dataset(params, "tex", progress=False).version == first["tex"].version
+
     # Changing one dataset's settings re-ingests that one only.
     text = (proj / "params.yaml").read_text().replace("options: {size: 48}", "options: {size: 40}")
     (proj / "params.yaml").write_text(text)
@@ -105,15 +137,14 @@ def test_dvc_project_end_to_end(tmp_path, monkeypatch):
     assert dvc_ops.cloud_status(proj, targets)  # something to push
     dvc_ops.push(proj, targets, str(remote))
     assert dvc_ops.cloud_status(proj, targets) == {}
-    # (the console script: `python -m` would see the project's copied entroad/data first)
-    entroad_bin = str(Path(sys.executable).parent / "entroad")
-    out = subprocess.run([entroad_bin, "data", "status", "--json"], cwd=proj,
-                         capture_output=True, text=True, check=True).stdout
-    rows = {r["name"]: r for r in json.loads(out)}
+    rows = {r["name"]: r for r in json.loads(run(entroad_bin, "data", "status", "--json"))}
     assert rows["tex"]["pushed"] is True and rows["tex"]["stage"] == "up to date"
 
     # De-identification holds for everything DVC and the pipeline wrote.
-    needles = {v.encode() for v in PLANTED_PHI.values()} | {PATIENT_DIR.encode(), b"CT_HEAD_BLEED", b"dvc-test-salt"}
+    needles = {v.encode() for v in planted_needles()} | {PATIENT_DIR.encode(), b"CT_HEAD_BLEED", b"dvc-test-salt"}
+    needles |= {v.encode() for v in PLANTED_PHI.values()}
+    for text in outputs:  # what DVC and the CLI printed (logs)
+        assert not [s for s in needles if s in text.encode()], text
     places = [proj / ".dvc", proj / "dvc.lock", proj / "datasets" / "processed", proj / "datasets" / ".cache", remote, site]
     files = [p for place in places for p in ([place] if place.is_file() else place.rglob("*")) if p.is_file()]
     assert len(files) > 50

@@ -321,3 +321,65 @@ def test_operating_point_sensitivity(target):
 def test_operating_point_needs_normals():
     with pytest.raises(UndefinedMetricError, match="no normal images"):
         M.operating_point([0.2, 0.4], [1, 1], specificity=0.9)
+
+
+# ------------------------------------------------------------------ more adversarial cases
+def test_aupro_when_a_curve_point_lands_exactly_on_the_fpr_limit():
+    """10 normal pixels with distinct scores: FPR steps of 0.1 hit 0.3 exactly."""
+    maps = np.zeros((1, 4, 4), np.float32)
+    masks = np.zeros((1, 4, 4), bool)
+    masks[0, 0, :] = True  # 4 px region
+    masks[0, 3, 3] = masks[0, 2, 0] = True  # two single-pixel regions
+    normal = ~masks[0]
+    assert normal.sum() == 10
+    maps[0][normal] = np.linspace(0.05, 0.95, 10)
+    maps[0][masks[0]] = [0.9, 0.5, 0.2, 0.97, 0.31, 0.72]
+    for limit in (0.1, 0.3, 0.35, 1.0):
+        assert abs(M.aupro(maps, masks, limit) - brute_aupro(maps, masks, limit)) < EXACT_TOL, limit
+
+
+def test_every_anomalous_pixel_tied_with_normals():
+    """Ties across labels: every anomalous score also occurs among the normal pixels."""
+    rng = np.random.default_rng(21)
+    masks = random_masks(rng, 5, 12, 12, p_image=1.0)
+    maps = rng.choice(np.array([0.1, 0.4, 0.7], np.float32), size=masks.shape)
+    pm = M.pixel_metrics(maps, masks)
+    y, s = masks.ravel(), maps.ravel().astype(np.float64)
+    assert abs(pm.auroc - roc_auc_score(y, s)) < EXACT_TOL
+    assert abs(pm.ap - average_precision_score(y, s)) < EXACT_TOL
+    assert abs(pm.f1max - sk_f1max(y, s)) < EXACT_TOL
+    assert abs(pm.aupro - brute_aupro(maps, masks)) < EXACT_TOL
+
+
+def test_constant_maps_binned_stay_within_bound():
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, 2:5, 2:5] = True
+    maps = np.full(masks.shape, 0.5, np.float32)
+    exact = M.pixel_metrics(maps, masks, mode="exact")
+    binned = M.pixel_metrics(maps, masks, mode="binned", bins=256)
+    for k in ("auroc", "ap", "aupro"):
+        assert abs(getattr(exact, k) - getattr(binned, k)) <= binned.bound[f"pixel_{k}"] + 1e-12
+    assert exact.auroc == pytest.approx(0.5, abs=EXACT_TOL)
+    assert exact.ap == pytest.approx(masks.mean(), abs=EXACT_TOL)  # precision at the one threshold
+
+
+def test_maps_at_range_edges_land_in_the_edge_bins():
+    """Scores of exactly 0 and 1 (saturated maps) are counted, not dropped."""
+    masks = np.zeros((2, 6, 6), bool)
+    masks[0, :3, :3] = True
+    maps = masks.astype(np.float32)  # 1 inside, 0 outside
+    binned = M.pixel_metrics(maps, masks, mode="binned", bins=256)
+    assert binned.n_anomalous_px == 9 and binned.n_normal_px == 63
+    assert binned.auroc == 1.0 and binned.aupro == pytest.approx(1.0)
+
+
+def test_exact_mode_memory_is_bounded_by_the_pixel_limit():
+    """Auto mode never keeps more than ``exact_limit`` pixels once it has switched."""
+    rng = np.random.default_rng(2)
+    acc = M.PixelMetricAccumulator(mode="auto", bins=1024, exact_limit=1000)
+    for _ in range(20):
+        masks = random_masks(rng, 2, 16, 16)
+        acc.update(correlated_maps(rng, masks), masks)
+        assert acc._stored <= 1000 + 2 * 16 * 16
+    assert not acc.exact and acc._stored == 0
+    assert sum(t.numel() for t in acc._hist) == 3 * 1024  # O(bins), independent of the data size
