@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -67,24 +68,46 @@ class RankedCounts:
 
     @property
     def n_pos(self) -> float:
-        return float(self.pos.sum())
+        return float(self.tps[-1])
 
     @property
     def n_neg(self) -> float:
-        return float(self.neg.sum())
+        return float(self.fps[-1])
+
+    # Cumulative counts, computed once: every metric and curve below starts from them.
+    @cached_property
+    def tps(self) -> np.ndarray:
+        return np.cumsum(self.pos)
+
+    @cached_property
+    def fps(self) -> np.ndarray:
+        return np.cumsum(self.neg)
 
 
-def ranked_counts(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | None = None) -> RankedCounts:
-    """Group ``scores`` by distinct value (descending) with label counts (and weight sums)."""
-    s = _as_numpy(scores).astype(np.float64, copy=False).ravel()
-    y = _as_numpy(labels).ravel().astype(bool)
+def ranked_counts(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    weights: ArrayLike | None = None,
+    region_sizes: ArrayLike | None = None,
+) -> RankedCounts:
+    """Group ``scores`` by distinct value (descending) with label counts and, for AUPRO,
+    weight sums: ``weights`` per sample, or ``region_sizes`` (weight ``1/size``, 0 where the
+    size is 0 — cheaper to gather than float64 weights).
+
+    Scores are compared in their own precision (float32 maps are not widened before the
+    sort, which is then ~8x faster); tied scores form one group whatever their order.
+    """
+    s = _as_numpy(scores).ravel()
+    if s.dtype not in (np.float32, np.float64):
+        s = s.astype(np.float64)
+    y = _as_numpy(labels).ravel().astype(bool, copy=False)
     if s.shape != y.shape:
         raise InputError(f"scores ({s.size}) and labels ({y.size}) differ in length")
     if s.size == 0:
         raise UndefinedMetricError("no samples")
     if not np.isfinite(s).all():
         raise EvaluationError(f"{int((~np.isfinite(s)).sum())} non-finite score(s) (NaN/inf): refusing to compute metrics")
-    order = np.argsort(-s, kind="stable")
+    order = np.argsort(s)[::-1]  # descending; the order inside a tie is irrelevant (grouped below)
     s, y = s[order], y[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     pos = np.add.reduceat(y.astype(np.int64), starts)
@@ -92,7 +115,9 @@ def ranked_counts(scores: ArrayLike, labels: ArrayLike, weights: ArrayLike | Non
     w = None
     if weights is not None:
         w = np.add.reduceat(_as_numpy(weights).astype(np.float64).ravel()[order], starts)
-    return RankedCounts(thresholds=s[starts], pos=pos, neg=sizes - pos, weight=w)
+    elif region_sizes is not None:
+        w = np.add.reduceat(_inverse(_as_numpy(region_sizes).ravel()[order]), starts)
+    return RankedCounts(thresholds=s[starts].astype(np.float64), pos=pos, neg=sizes - pos, weight=w)
 
 
 def _need_both(rc: RankedCounts, what: str) -> None:
@@ -103,7 +128,7 @@ def _need_both(rc: RankedCounts, what: str) -> None:
 
 
 def _roc_points(rc: RankedCounts) -> tuple[np.ndarray, np.ndarray]:
-    tps, fps = np.cumsum(rc.pos), np.cumsum(rc.neg)
+    tps, fps = rc.tps, rc.fps
     return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
 
 
@@ -115,7 +140,7 @@ def auroc_from_counts(rc: RankedCounts) -> float:
 
 def _pr_points(rc: RankedCounts) -> tuple[np.ndarray, np.ndarray]:
     keep = (rc.pos + rc.neg) > 0  # empty bins are not thresholds
-    tps, fps = np.cumsum(rc.pos[keep]), np.cumsum(rc.neg[keep])
+    tps, fps = rc.tps[keep], rc.fps[keep]
     return tps / rc.n_pos, tps / (tps + fps)
 
 
@@ -127,12 +152,12 @@ def ap_from_counts(rc: RankedCounts) -> float:
 
 def f1max_from_counts(rc: RankedCounts) -> float:
     _need_both(rc, "F1-max")
-    tps, fps = np.cumsum(rc.pos), np.cumsum(rc.neg)
+    tps, fps = rc.tps, rc.fps
     return float(np.max(2.0 * tps / (tps + fps + rc.n_pos)))
 
 
 def _pro_points(rc: RankedCounts) -> tuple[np.ndarray, np.ndarray]:
-    fpr = np.cumsum(rc.neg) / rc.n_neg
+    fpr = rc.fps / rc.n_neg
     pro = np.cumsum(rc.weight) / rc.regions
     # Sums of 1/|R| drift by round-off; the curve must end at (1, 1) and never exceed 1.
     return np.r_[0.0, np.minimum(fpr, 1.0), 1.0], np.r_[0.0, np.minimum(pro, 1.0), 1.0]
@@ -414,7 +439,8 @@ class PixelMetricAccumulator:
                 f"{what}: values [{lo_v:.4g}, {hi_v:.4g}] fall outside the expected range "
                 f"[{self.lo:g}, {self.hi:g}]; anomaly maps must be probabilities"
             )
-        m = m.clamp(self.lo, self.hi)
+        if lo_v < self.lo or hi_v > self.hi:  # round-off overshoot only (checked above)
+            m = m.clamp(self.lo, self.hi)
         sizes = np.zeros(g.shape, dtype=np.int32)
         for i in range(g.shape[0]):
             sizes[i], k = region_sizes(g[i])
@@ -465,8 +491,8 @@ class PixelMetricAccumulator:
             raise UndefinedMetricError("no pixels were accumulated")
         s = np.concatenate([c[0] for c in self._chunks])
         g = np.concatenate([c[1] for c in self._chunks])
-        w = _inverse(np.concatenate([c[2] for c in self._chunks]))
-        rc = ranked_counts(s, g, w)
+        sizes = np.concatenate([c[2] for c in self._chunks])
+        rc = ranked_counts(s, g, region_sizes=sizes)
         return RankedCounts(rc.thresholds, rc.pos, rc.neg, rc.weight, regions=self.regions)
 
     def compute(self, max_fpr: float = 0.3) -> PixelMetrics:

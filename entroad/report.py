@@ -221,14 +221,21 @@ def ablation_figure(result: EvaluationResult, path: Path) -> Path | None:
     width = 0.8 / len(variants)
     x = np.arange(len(METRIC_KEYS))
     for ax, name in zip(axes[:, 0], datasets, strict=True):
+        table = np.array([
+            [np.nan if r[k] is None else r[k] for k in METRIC_KEYS]
+            for v in variants
+            for r in rows
+            if r["variant"] == v and r["dataset"] == name
+        ], dtype=float)
         for i, v in enumerate(variants):
-            r = next(r for r in rows if r["variant"] == v and r["dataset"] == name)
-            vals = [np.nan if r[k] is None else r[k] for k in METRIC_KEYS]
             pos = x + (i - (len(variants) - 1) / 2) * width
-            ax.bar(pos, vals, width, label=v)
-            for xp, val in zip(pos, vals, strict=True):
-                if np.isnan(val):  # an empty slot must read "undefined", not "zero"
+            ax.bar(pos, table[i], width, label=v)
+            for xp, val, k in zip(pos, table[i], range(len(METRIC_KEYS)), strict=True):
+                if np.isnan(val) and not np.isnan(table[:, k]).all():
                     ax.text(xp, 2, "n/a", ha="center", va="bottom", fontsize=7, color="0.4", rotation=90)
+        for k in np.flatnonzero(np.isnan(table).all(0)):  # an empty group reads "undefined", not "zero"
+            ax.text(x[k], 50, "undefined", ha="center", va="center", fontsize=8, color="0.45", rotation=90)
+        ax.set_xlim(-0.5, len(METRIC_KEYS) - 0.5)
         ax.set_xticks(x, [SHORT[k] for k in METRIC_KEYS])
         ax.set_ylim(0, 100)
         ax.set_ylabel("%")
@@ -403,6 +410,7 @@ table.kv td{text-align:left;white-space:normal;word-break:break-all}
 figure{margin:10px 0 22px;background:#fff;padding:10px;box-shadow:0 1px 2px #0001;border-radius:4px}
 figure img{max-width:100%;display:block}figcaption{font-size:13px;color:#5b6575;margin-top:6px}
 nav a{margin-right:14px;font-size:14px}
+.tw{overflow-x:auto;max-width:100%}
 """
 
 
@@ -410,7 +418,8 @@ def _html_table(table: Table, cls: str = "") -> str:
     head, rows = table
     h = "" if not any(head) else "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
     body = "".join("<tr>" + "".join(_html_cell(c) for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}">{h}{body}</table>'
+    # Wrapped so that a wide table (many classes, long names) scrolls instead of overflowing.
+    return f'<div class="tw"><table class="{cls}">{h}{body}</table></div>'
 
 
 _NUMERIC = re.compile(r"^[-+]?[\d.]+(%| \([-+][\d.]+\))?$|^—$")

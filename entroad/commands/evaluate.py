@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from entroad.commands._common import ParamsOpt, SetOpt, params_from_cli
 
 log = logging.getLogger("entroad.cli")
-console = Console()
+# Logs and CI (no terminal) get wide, unfolded tables; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 ModelOpt = typer.Option(
     ..., "--model", "-m",
@@ -35,7 +38,7 @@ def _metric_table(title: str, rows: list[dict], keys: list[str], first: list[str
     for k in keys:
         t.add_column(SHORT[k], justify="right", no_wrap=True)
     for r in rows:
-        t.add_row(*(str(r[c]) for c in first), *("—" if r[k] is None else f"{r[k]:.1f}" for k in keys))
+        t.add_row(*(escape(str(r[c])) for c in first), *("—" if r[k] is None else f"{r[k]:.1f}" for k in keys))
     return t
 
 
@@ -85,7 +88,7 @@ def evaluate_cmd(
     console.print(_metric_table("Per dataset (%, mean over classes)", result.per_dataset_table(), list(METRIC_KEYS), ["dataset"]))
     for d in result.datasets:
         for note in d.notes:
-            console.print(f"[yellow]{d.name}[/]: {note}")
+            console.print(f"[yellow]{escape(d.name)}[/]: {escape(note)}")
     if result.variants:
         console.print(_metric_table("Ablation", result.ablation_table(), list(METRIC_KEYS), ["variant", "dataset"]))
     if save_operating_point:
@@ -97,8 +100,8 @@ def evaluate_cmd(
         from entroad.evaluate import find_checkpoint_dir
 
         path = save_op(result, find_checkpoint_dir(Path(model)), save_operating_point)
-        console.print(f"operating point saved: {path}", soft_wrap=True)
-    console.print(f"results: {out_dir}/results.md" + (f", report: {out_dir}/report.html" if report else ""), soft_wrap=True)
+        console.print(escape(f"operating point saved: {path}"), soft_wrap=True)
+    console.print(escape(f"results: {out_dir}/results.md" + (f", report: {out_dir}/report.html" if report else "")), soft_wrap=True)
 
 
 def predict_cmd(
@@ -130,15 +133,17 @@ def predict_cmd(
     )
     if res.random_init:
         console.print("[bold red]RANDOM-INIT BACKBONE[/]: scores say nothing about real anomaly detection.")
-    msg = f"scored {res.n_scored} image(s), {res.n_skipped} already done, {len(res.failures)} skipped (see failures.csv)"
+    msg = f"scored {res.n_scored} image(s), {res.n_skipped} already done"
+    if res.failures:
+        msg += f", {len(res.failures)} unreadable (see {res.out_dir / 'failures.csv'})"
     if res.threshold is not None:
         import csv
 
         with open(res.scores_csv, newline="") as f:
             flagged = sum(row["flagged"] == "1" for row in csv.DictReader(f))
         msg += f"; {flagged} flagged (score > {res.threshold:.6g}, from {res.threshold_source})"
-    console.print(msg, soft_wrap=True)  # no hard wraps inside paths
-    console.print(f"scores: {res.scores_csv}", soft_wrap=True)
+    console.print(escape(msg), soft_wrap=True)  # no hard wraps inside paths; "[...]" is text, not markup
+    console.print(escape(f"scores: {res.scores_csv}"), soft_wrap=True)
 
 
 EVALUATE_EXAMPLES = (

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from entroad import metrics as M
-from entroad.data.manifest import DatasetMeta, Record, write_manifest
+from entroad.data.manifest import DatasetMeta, write_manifest
 from entroad.data.synthetic import write_processed_dataset
 from entroad.errors import DatasetError, InputError
 from entroad.evaluate import evaluate

@@ -47,6 +47,14 @@ def test_evaluate_command_writes_results_and_operating_point(checkpoint, data_ro
     assert pred.exit_code == 0, pred.output
     assert "flagged" in pred.output and "operating_point.json" in pred.output
 
+    # A threshold from an evaluation's results.json: its "[dataset: target]" source is text, not markup.
+    pred = runner.invoke(app, [
+        "predict", "--model", str(ckpt), "--input", str(data_root / "nomask" / "images"), "--out",
+        str(tmp_path / "pred2"), "--threshold", str(out / "results.json"), "--no-overlays", "--device", "cpu", *FAST,
+    ])
+    assert pred.exit_code == 0, pred.output
+    assert "[nomask: specificity 0.5]" in pred.output
+
 
 def test_user_errors_are_one_line_with_nonzero_exit(checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["entroad", "evaluate", "--model", str(checkpoint), "--data",
@@ -57,3 +65,25 @@ def test_user_errors_are_one_line_with_nonzero_exit(checkpoint, tmp_path, monkey
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error:") and "not a processed dataset" in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_cli_modules_import_lazily():
+    """`entroad --help` must not pay for torch/matplotlib: the evaluate/predict verbs import
+    their heavy modules only when run."""
+    import subprocess
+
+    code = (
+        "import sys, entroad.commands.evaluate; "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'mlflow', 'prefect', 'entroad.evaluate', 'entroad.report') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_library_never_imports_prefect():
+    import subprocess
+
+    code = "import sys, entroad.evaluate, entroad.report, entroad.predict, entroad.metrics; print('prefect' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

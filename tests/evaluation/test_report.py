@@ -153,3 +153,37 @@ def test_results_files_from_a_hand_built_result(tmp_path):
     js = json.loads((out / "results.json").read_text())
     assert js["datasets"][0]["operating_point"]["rule"] == "anomalous if score > threshold"
     assert js["datasets"][0]["metrics"]["image_auroc"] == pytest.approx(res.datasets[0].metrics["image_auroc"])
+
+
+def test_grid_titles_say_when_there_is_no_threshold(tmp_path, monkeypatch):
+    import entroad.report as R
+
+    res = make_result(tmp_path)
+    res.datasets[0].operating_point = None
+    titles = []
+    real = R.examples_figure
+    monkeypatch.setattr(R, "examples_figure", lambda exs, title, thr, path: titles.append((title, thr)) or real(exs, title, thr, path))
+    R.make_figures(res, tmp_path / "figs")
+    assert titles and all(thr is None and "no operating point" in t for t, thr in titles)
+
+
+def test_example_grid_colorbars_are_opaque(tmp_path):
+    """The overlay is drawn at alpha 0.5; its colour bar must still show the full colours."""
+    import matplotlib.figure
+
+    from entroad.report import examples_figure
+
+    rng = np.random.default_rng(2)
+    bars = []
+    real = matplotlib.figure.Figure.colorbar
+
+    def spy(self, mappable, *a, **k):
+        bars.append(mappable.get_alpha())
+        return real(self, mappable, *a, **k)
+
+    matplotlib.figure.Figure.colorbar = spy
+    try:
+        examples_figure([_example(tmp_path, 1, 0.9, rng)], "t", 0.5, tmp_path / "g.png")
+    finally:
+        matplotlib.figure.Figure.colorbar = real
+    assert len(bars) == 4 and all(a is None or a == 1 for a in bars)

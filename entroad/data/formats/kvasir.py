@@ -8,24 +8,6 @@
 Every image shows a polyp (anomalous); masks with lossy JPEG noise are thresholded at 127.
 """
 
-from __future__ import annotations
+from entroad.data.formats.paired import polyp_format
 
-from pathlib import Path
-from typing import Any
-
-from entroad.data.formats.base import ImageFormat, Scan
-from entroad.data.formats.paired import scan_pairs
-
-IMAGE_DIRS = ("images", "image", "Original", "imgs")
-MASK_DIRS = ("masks", "mask", "Ground Truth", "GroundTruth", "gt")
-
-
-def _scan(source: Path, options: dict[str, Any]) -> Scan:
-    return scan_pairs(source, options["class_name"], IMAGE_DIRS, MASK_DIRS, mask_suffixes=("", "_mask"),
-                      anomaly_type="polyp")
-
-
-FORMAT = ImageFormat(
-    name="kvasir", domain="medical", scan=_scan, options={"class_name": "colon"},
-    description="Kvasir-SEG: images/ + masks/ (or Original/ + Ground Truth/) with matching names",
-)
+FORMAT = polyp_format("kvasir", "Kvasir-SEG")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from entroad.data.formats.base import RawItem, Scan, images_in, rel, require_dir, stem_index
+from entroad.data.formats.base import ImageFormat, RawItem, Scan, images_in, rel, require_dir, stem_index
 from entroad.errors import DatasetError
 
 
@@ -64,3 +65,22 @@ def scan_pairs(
     for m in sorted(set(masks.values()) - used):
         scan.skip(rel(m, source), "mask without image")
     return scan
+
+
+POLYP_IMAGE_DIRS = ("images", "image", "Original", "imgs")
+POLYP_MASK_DIRS = ("masks", "mask", "Ground Truth", "GroundTruth", "gt")
+
+
+def polyp_format(name: str, title: str) -> ImageFormat:
+    """The layout the polyp-segmentation sets share (CVC-ColonDB, CVC-ClinicDB, Kvasir-SEG):
+    ``images/`` + ``masks/`` (prepared copies) or ``Original/`` + ``Ground Truth/`` (original
+    releases) with matching names; every image shows a polyp."""
+
+    def scan(source: Path, options: dict[str, Any]) -> Scan:
+        return scan_pairs(source, options["class_name"], POLYP_IMAGE_DIRS, POLYP_MASK_DIRS,
+                          mask_suffixes=("", "_mask"), anomaly_type="polyp")
+
+    return ImageFormat(
+        name=name, domain="medical", scan=scan, options={"class_name": "colon"},
+        description=f"{title}: images/ + masks/ (or Original/ + Ground Truth/) with matching names",
+    )
