@@ -33,14 +33,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from entroad import __version__
 from entroad.config import Params, load_params
@@ -55,6 +47,7 @@ from entroad.errors import (
     InputError,
     UndefinedMetricError,
 )
+from entroad.logs import progress_bar
 from entroad.metrics import (
     IMAGE_KEYS,
     METRIC_KEYS,
@@ -905,15 +898,8 @@ def run_evaluation(
             )
         plans.append((ds, path, records))
     total = sum(len(r) for _, _, r in plans)
-    columns = (
-        TextColumn("[bold]evaluate[/] {task.fields[name]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     dev = base.device
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with progress_bar("[bold]evaluate[/] {task.fields[name]}", enabled=progress) as bar:
         task = bar.add_task("evaluate", total=total, name="")
         for ds, path, records in plans:
             bar.update(task, name=ds.name)

@@ -6,6 +6,15 @@ import logging
 import os
 
 from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 _CONFIGURED = False
 
@@ -22,3 +31,12 @@ def setup_logging(verbose: bool = False) -> None:
         logger.addHandler(handler)
         logger.propagate = False
         _CONFIGURED = True
+
+
+def progress_bar(label: str, *extra: ProgressColumn, enabled: bool = True, transient: bool = False) -> Progress:
+    """The project's progress bar: ``label`` (may use ``{task.fields[...]}``), bar, n/total,
+    ``extra`` columns, elapsed and remaining time. ``enabled=False`` keeps it silent."""
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), *extra, TimeElapsedColumn(), TimeRemainingColumn(),
+        disable=not enabled, transient=transient,
+    )

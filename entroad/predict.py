@@ -32,18 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from entroad import __version__
 from entroad.config import Params, load_params
 from entroad.errors import EntroADError, EvaluationError, InputError
+from entroad.logs import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -419,16 +412,13 @@ def predict(
     bs = batch_size or params.evaluation.batch_size
     size = net.image_size
     scored = 0
-    columns = (
-        TextColumn("[bold]predict[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
-    )
     loader = torch.utils.data.DataLoader(
         _ItemDataset(todo, size, info.mean, info.std, overlays),
         batch_size=bs,
         num_workers=params.evaluation.num_workers if len(todo) > bs else 0,
         collate_fn=list,
     )
-    with open(out / SCORES_FILE, "a", newline="") as fs, Progress(*columns, disable=not progress) as bar:
+    with open(out / SCORES_FILE, "a", newline="") as fs, progress_bar("[bold]predict[/]", enabled=progress) as bar:
         writer = csv.DictWriter(fs, fieldnames=SCORE_COLUMNS, lineterminator="\n")
         if new_scores:
             writer.writeheader()

@@ -24,14 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 from safetensors.torch import load_file, save_file
 
 from entroad.backbone import RANDOM_INIT_BANNER, BackboneInfo
@@ -40,6 +33,7 @@ from entroad.config import Params
 from entroad.data.manifest import ProcessedDataset
 from entroad.data.torch_dataset import ManifestImageDataset
 from entroad.errors import CheckpointError, DatasetError
+from entroad.logs import progress_bar
 from entroad.losses import entroad_loss
 from entroad.model import EntroAD
 
@@ -175,15 +169,9 @@ def train(
     }
     extra = {"train": cfg.model_dump(mode="json"), "trained_on": lineage}
     epochs_run = 0
-    columns = (
-        TextColumn("[bold]train[/] epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, disable=not progress) as bar:
+    bar_ = progress_bar("[bold]train[/] epoch {task.fields[epoch]}", TextColumn("loss {task.fields[loss]:.4f}"),
+                        enabled=progress)
+    with bar_ as bar:
         task = bar.add_task("train", total=(cfg.epochs - start + 1) * -(-len(train_set) // cfg.batch_size), epoch=start, loss=0.0)
         for epoch in range(start, cfg.epochs + 1):
             t0 = time.perf_counter()
