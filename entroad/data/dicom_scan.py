@@ -1,9 +1,10 @@
 """DICOM header pass: which files are images, how they group into volumes, slice order.
 
-Headers are read without pixel data. A *volume* is either the single-frame files of one
-series with the same image size and orientation (a CT/MR stack, sorted along the slice
-normal, else by InstanceNumber), or one multi-frame file. UIDs stay in memory only; what
-leaves this module is pseudonymous.
+The ingest reads each file once (:func:`read_dataset`, pixels deferred until a slice is
+rendered) and takes its header from that dataset; :func:`read_header` reads a header alone.
+A *volume* is either the single-frame files of one series with the same image size and
+orientation (a CT/MR stack, sorted along the slice normal, else by InstanceNumber), or one
+multi-frame file. UIDs stay in memory only; what leaves this module is pseudonymous.
 """
 
 from __future__ import annotations
@@ -102,6 +103,32 @@ def _geometry(ds: Any, frames: int) -> tuple[tuple[tuple[float, float, float], .
     return positions, iop, spacing
 
 
+def read_dataset(path: Path, defer_size: int | None = None) -> Any:
+    """Parse one file; ``defer_size``: larger values (pixels) are read only when accessed.
+
+    Raises NotAnImage with a PHI-free reason when the file is not DICOM or its header is
+    unreadable. A file whose header parses but whose pixel data is cut short is returned
+    without its pixels, so that the pixel step reports it as a decode failure.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, defer_size=defer_size)
+    except InvalidDicomError:
+        raise NotAnImage("not a DICOM file") from None
+    except Exception:
+        pass
+    try:  # truncated pixel data, or a bad header
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        raise NotAnImage("not a DICOM file") from None
+    except Exception as e:  # truncated header, bad VR...
+        raise NotAnImage(f"unreadable DICOM header ({type(e).__name__})") from None
+    ds.PixelData = b""  # the pixels did not parse: the decode step reports the file
+    return ds
+
+
 def read_header(path: Path, rel: str) -> Header:
     """Parse one file's header (no pixels). Raises NotAnImage with a PHI-free reason."""
     import pydicom
@@ -113,6 +140,11 @@ def read_header(path: Path, rel: str) -> Header:
         raise NotAnImage("not a DICOM file") from None
     except Exception as e:  # truncated header, bad VR...
         raise NotAnImage(f"unreadable DICOM header ({type(e).__name__})") from None
+    return header_from_dataset(ds, rel)
+
+
+def header_from_dataset(ds: Any, rel: str) -> Header:
+    """The :class:`Header` of a parsed dataset (the same object the pixels are decoded from)."""
     if "Rows" not in ds or "Columns" not in ds:
         raise NotAnImage("DICOM without image pixels (e.g. report, plan, DICOMDIR)")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -142,15 +174,6 @@ def read_header(path: Path, rel: str) -> Header:
         burned_in=str(ds.get("BurnedInAnnotation", "")).upper() == "YES",
         phi=frozenset(phi_groups_present(ds)),
     )
-
-
-def header_or_reason(args: tuple[str, str]) -> Header | tuple[str, str]:
-    """Process-pool friendly wrapper: ``(path, rel) -> Header | (rel, reason)``."""
-    path, rel = args
-    try:
-        return read_header(Path(path), rel)
-    except NotAnImage as e:
-        return rel, str(e)
 
 
 def _normal(iop: tuple[float, ...]) -> np.ndarray:

@@ -147,7 +147,7 @@ def encode_png(arr: np.ndarray, grey_rgb: bool = False, rle: bool = False) -> by
         b"\x89PNG\r\n\x1a\n",
         chunk(b"IHDR", header),
         *((chunk(b"PLTE", _GREY_PALETTE),) if grey_rgb else ()),
-        chunk(b"IDAT", z.compress(rows.tobytes()) + z.flush()),
+        chunk(b"IDAT", z.compress(rows) + z.flush()),  # rows: a buffer, no copy
         chunk(b"IEND", b""),
     ))
 

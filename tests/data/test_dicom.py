@@ -381,3 +381,58 @@ def test_duplicates_corrupt_pixels_and_empty_folders(tmp_path, salt_env):
     with pytest.raises(DicomError, match="no DICOM images"):
         ingest(tmp_path, "dicom", empty, name="e", labels=None)
     assert not (tmp_path / "processed" / "e").exists()
+
+
+def _outputs(root) -> dict[str, bytes]:
+    """Every output file but dataset.json (which records the options, workers included)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "dataset.json"}
+
+
+def test_workers_do_not_change_outputs(tmp_path, study, salt_env):
+    """Threads (default and more) give byte-identical PNGs, masks, manifest and audit to
+    ``workers: 1`` (everything in the calling thread), with chunks smaller than a volume."""
+    root, n = study
+    outs = {}
+    for w in (1, 3, 0):
+        res, ds = ingest(tmp_path / f"w{w}", "dicom", root, size=SIZE, workers=w, chunk=3)
+        assert res.counts["images"] == n
+        outs[w] = _outputs(ds.root)
+    assert len(outs[1]) > n and outs[1] == outs[3] == outs[0]
+    assert not any(".stage" in k for k in outs[1])  # the staging folder is gone
+
+
+def test_scan_rendering_equals_late_decoding(tmp_path, study, salt_env, monkeypatch):
+    """Slices rendered during the scan (one read per file) are the bytes the late path
+    (``slices: every:1`` decodes after the scan) writes, windows, masks and multi-frame included."""
+    from entroad.data import dicom
+
+    root, _ = study
+    late: list[str] = []
+    decode = dicom._decode
+    monkeypatch.setattr(dicom, "_decode", lambda path, ts: late.append(str(path)) or decode(path, ts))
+    _, a = ingest(tmp_path / "all", "dicom", root, size=SIZE)
+    n_all = len(late)
+    _, b = ingest(tmp_path / "every1", "dicom", root, size=SIZE, slices="every:1")
+    # "all": only the MR files (percentile display needs the volume): 8 slices + 1 multi-frame.
+    assert n_all == 9 and len(late) - n_all == 2 * 10 + 8 + 1
+    assert _outputs(a.root) == _outputs(b.root)
+    late.clear()  # MR shown with its own window: the multi-frame file is rendered in the scan too
+    _, a = ingest(tmp_path / "all-f", "dicom", root, size=SIZE, display={"MR": "file"})
+    assert not late
+    _, b = ingest(tmp_path / "every1-f", "dicom", root, size=SIZE, display={"MR": "file"}, slices="every:1")
+    assert _outputs(a.root) == _outputs(b.root)
+
+
+def test_monochrome1_inverted_with_a_window(tmp_path, salt_env):
+    """MONOCHROME1 under a window preset (the table fast path) is inverted like everywhere."""
+    src = tmp_path / "raw"
+    hu = np.array([[-1000, 0, 40, 80, 1000, 2000]] * 6, np.int32)
+    write_dicom_image(src / "m1.dcm", hu + 1024, "CT", RescaleSlope=1, RescaleIntercept=-1024,
+                      PhotometricInterpretation="MONOCHROME1", seed=1)
+    write_dicom_image(src / "m2.dcm", hu + 1024, "CT", RescaleSlope=1, RescaleIntercept=-1024, seed=2)
+    for slices in ("all", "every:1"):  # rendered in the scan / decoded later
+        _, ds = ingest(tmp_path, "dicom", src, name=f"m-{slices[0]}", labels=None, unlabelled="normal",
+                       size=6, resize="stretch", slices=slices)
+        rows = sorted(_rgb(ds.path(r.image))[0, :, 0].tolist() for r in ds.records)
+        assert rows == [[0, 0, 127, 255, 255, 255], [255, 255, 128, 0, 0, 0]]
