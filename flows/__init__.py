@@ -10,3 +10,5 @@ import os
 # Library log records (entroad.*) also go to the Prefect run logs / UI.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "entroad")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# entroad log records emitted outside a flow run (e.g. in a Dask worker) stay local.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from entroad.errors import EntroADError
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and commands stay on one line (copy-paste)
 app = typer.Typer(
     name="python -m flows",
     help="EntroAD-Pipeline Prefect flows (run from the repository root; local Prefect unless PREFECT_API_URL is set).",
@@ -158,7 +158,13 @@ def evaluate(
 
 @app.command()
 def serve(params: str = ParamsOpt, overrides: list[str] | None = SetOpt) -> None:
-    """Serve the retrain deployment on schedule.cron (needs `prefect server start`); Ctrl-C stops it."""
+    """Scheduled retraining: serve the retrain deployment on schedule.cron of params.yaml.
+
+    Needs a Prefect server (`prefect server start`, then `prefect config set
+    PREFECT_API_URL=http://127.0.0.1:4200/api`). Runs fire only while this process and the
+    server both run; see them in the Prefect UI under Deployments -> entroad-retrain. Ctrl-C
+    stops serving. Details: flows/README.md.
+    """
     from flows.deploy import serve_retrain
 
     _run(serve_retrain, params, overrides or [])

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, unmapped
 
 from entroad.tracking.keys import checkpoint_key, digest, evaluation_settings_key
 from flows import tasks
-from flows.common import DEFAULT_PARAMS, evaluation_runner, publish_markdown, read_params
+from flows.common import DEFAULT_PARAMS, evaluation_runner, publish_markdown, read_params, run_logger
 
 TABLE_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
 
@@ -68,7 +68,7 @@ def evaluate_flow(
 ) -> dict[str, Any]:
     """Evaluate ``model`` (checkpoint folder or MLflow URI) on ``datasets`` (default:
     evaluation.targets); returns the summary (metrics, report path, MLflow run, cache hits)."""
-    log = get_run_logger()
+    log = run_logger()
     params = read_params(params_path, overrides)
     names = list(datasets or params.evaluation.targets)
     if not names:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from flows import tasks
-from flows.common import DEFAULT_PARAMS, publish_table, read_params
+from flows.common import DEFAULT_PARAMS, publish_table, read_params, run_logger
 
 
 def datasets_for_retrain(params) -> list[str]:
@@ -31,7 +31,7 @@ def ingest_flow(
 ) -> dict[str, dict[str, Any]]:
     """Ingest ``datasets`` (default: the training dataset + evaluation targets); returns
     ``{name: {"version", "skipped", "path", ...}}``."""
-    log = get_run_logger()
+    log = run_logger()
     params = read_params(params_path, overrides)
     names = list(datasets or datasets_for_retrain(params))
     made = tasks.make_sample_data(params)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from entroad.tracking.lock import pipeline_lock
 from flows import evaluate as evaluate_mod
-from flows.common import DEFAULT_PARAMS, publish_markdown, read_params, relpath
+from flows.common import DEFAULT_PARAMS, publish_markdown, read_params, relpath, run_logger
 from flows.ingest import datasets_for_retrain, ingest_flow
 from flows.train import train_flow
 
@@ -30,7 +30,7 @@ def retrain_flow(
     force_ingest: bool = False,
     push: bool = True,
 ) -> dict[str, Any]:
-    log = get_run_logger()
+    log = run_logger()
     params = read_params(params_path, overrides)
     with pipeline_lock(wait_s=params.orchestration.lock_wait_s, what="retrain flow"):
         skipped: list[str] = []

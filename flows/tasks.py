@@ -13,22 +13,19 @@
 from __future__ import annotations
 
 import json
-import threading
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from entroad.config import Params
+from flows.common import random_init_build_lock, run_logger
 
 # Cross-run cache: the named key inputs decide, never the Params object or a path.
 CONTENT_CACHE = (INPUTS - "params" - "run_dir" - "model_dir") + TASK_SOURCE
 MLFLOW_RUN_FILE = "mlflow-run.json"  # in a training folder: which MLflow run holds its model
-# Building a random-init backbone seeds torch's global RNG: two threads doing it at once get
-# different weights (and the checkpoint check then refuses them). Such evaluations take turns.
-_RANDOM_INIT_BUILD = threading.Lock()
 
 
 # ---------------------------------------------------------------------------------- data
@@ -75,7 +72,7 @@ def train_model(params: Params, train_key: str, data_version: str, run_dir: str)
     """Train into ``run_dir`` (resuming an interrupted run there); returns where the model is."""
     from entroad.train import train
 
-    log = get_run_logger()
+    log = run_logger()
     out = Path(run_dir)
     resume = (out / "checkpoints").is_dir()
     result = train(params, out, resume=resume, progress=False)
@@ -108,7 +105,7 @@ def log_training(params: Params, train_info: dict[str, Any]) -> dict[str, Any]:
     from entroad.tracking.runs import log_training_run, model_uri_of
     from entroad.train import train
 
-    log = get_run_logger()
+    log = run_logger()
     run_dir = Path(train_info["run_dir"])
     marker = run_dir / MLFLOW_RUN_FILE
     target = store.connect(params)
@@ -148,11 +145,11 @@ def evaluate_dataset(
     from entroad.evaluate import evaluate
 
     random_init = bool(read_checkpoint_config(model_dir)["backbone"].get("random_init"))
-    with _RANDOM_INIT_BUILD if random_init else nullcontext():
+    with random_init_build_lock() if random_init else nullcontext():
         result = evaluate(model_dir, [dataset], params, None, progress=False)
     found = result.datasets[0].data_version
     if found != data_version:
-        get_run_logger().warning("%s: data version changed during the run (%s -> %s)", dataset, data_version, found)
+        run_logger().warning("%s: data version changed during the run (%s -> %s)", dataset, data_version, found)
     return result
 
 

@@ -12,13 +12,13 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from entroad.checkpoint import is_checkpoint
 from entroad.tracking.keys import train_key
 from entroad.tracking.lock import pipeline_lock
 from flows import tasks
-from flows.common import DEFAULT_PARAMS, read_params
+from flows.common import DEFAULT_PARAMS, read_params, run_logger
 
 RUNS_DIR = "runs"
 
@@ -46,7 +46,7 @@ def train_flow(
 
 
 def _train(params, data_version: str | None, track: bool) -> dict[str, Any]:
-    log = get_run_logger()
+    log = run_logger()
     version = data_version or tasks.data_version_of(params, params.train.dataset)
     key = train_key(params, version)
     run_dir = training_dir(params, key)

@@ -79,7 +79,12 @@ def compare_cmd(
     params: Path | None = ParamsOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
-    """Side-by-side metrics of registered versions or runs (terminal table, optional Markdown)."""
+    """Side-by-side metrics of registered versions or runs (terminal table, optional Markdown).
+
+    Per target dataset and metric (in %, per-class mean; best in bold), the target means,
+    then each model's alias, promotion decision, backbone (random-init flagged) and the data
+    versions it was evaluated on. Example: entroad compare 2 @champion --markdown cmp.md
+    """
     from entroad.tracking import compare, store
 
     p = params_from_cli(params, overrides)
@@ -92,7 +97,7 @@ def compare_cmd(
         t.add_column(c.label, justify="right")
     for r in compare.rows(columns):
         present = [v for v in r["values"] if v is not None]
-        top = max(present) if len(present) > 1 else None
+        top = max(present) if len(set(present)) > 1 else None
         t.add_row(r["dataset"], r["metric"], *(
             "—" if v is None else (f"[bold green]{v:.2f}[/]" if v == top else f"{v:.2f}") for v in r["values"]
         ))

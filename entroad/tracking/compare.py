@@ -117,7 +117,8 @@ def to_markdown(columns: list[Column], metrics: tuple[str, ...] = DEFAULT_METRIC
     for r in rows(columns, metrics):
         present = [v for v in r["values"] if v is not None]
         top = max(present) if present else None
-        cells = [_cell(v, best=len(present) > 1 and v == top) for v in r["values"]]
+        differ = len(set(present)) > 1  # no bold when every model has the same value
+        cells = [_cell(v, best=differ and v == top) for v in r["values"]]
         lines.append(f"| {r['dataset']} | {r['metric']} | " + " | ".join(cells) + " |")
     lines += ["", "| | | " + " | ".join(c.label for c in columns) + " |", "|---|---|" + "---|" * len(columns)]
     for r in info_rows(columns):

@@ -31,6 +31,16 @@ DB_FILE = "mlflow.db"
 PROBE_TIMEOUT_S = 3.0
 # MLflow retries HTTP calls for minutes by default; a pipeline should fail fast and say why.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+TRACKING_ENV, REGISTRY_ENV = "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"
+# mlflow.set_tracking_uri/set_registry_uri also export these variables (for child processes).
+# What *we* exported is remembered here, so a later resolve() in this process (another root,
+# other params) is not mistaken for the user's choice.
+_EXPORTED: dict[str, str] = {}
+
+
+def _user_env(var: str) -> str:
+    value = os.environ.get(var, "").strip()
+    return "" if value and _EXPORTED.get(var) == value else value
 
 
 @dataclass(frozen=True)
@@ -65,9 +75,9 @@ def embedded_uri(root: str | Path | None = None) -> str:
 def resolve(params: Params, root: str | Path | None = None) -> TrackingTarget:
     """The store this process should use (see the module docstring for the order)."""
     base = _root(root)
-    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    env = _user_env(TRACKING_ENV)
     if env:
-        uri, source = env, "MLFLOW_TRACKING_URI"
+        uri, source = env, TRACKING_ENV
     elif params.tracking.uri:
         uri, source = params.tracking.uri, "tracking.uri"
     else:
@@ -135,9 +145,15 @@ def connect(params: Params, root: str | Path | None = None, check: bool = True) 
             os.environ.setdefault(key, value)
     if check:
         check_reachable(target)
+    user_registry = _user_env(REGISTRY_ENV)
     mlflow.set_tracking_uri(target.uri)
-    if not os.environ.get("MLFLOW_REGISTRY_URI"):
+    if target.source == TRACKING_ENV:
+        _EXPORTED.pop(TRACKING_ENV, None)
+    else:
+        _EXPORTED[TRACKING_ENV] = os.environ.get(TRACKING_ENV, "").strip()
+    if not user_registry:
         mlflow.set_registry_uri(target.uri)
+        _EXPORTED[REGISTRY_ENV] = os.environ.get(REGISTRY_ENV, "").strip()
     log.debug("MLflow store: %s", target.describe())
     return target
 
@@ -147,7 +163,7 @@ def client(params: Params, root: str | Path | None = None, check: bool = True):
     from mlflow import MlflowClient
 
     target = connect(params, root, check)
-    return MlflowClient(tracking_uri=target.uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or target.uri)
+    return MlflowClient(tracking_uri=target.uri, registry_uri=_user_env(REGISTRY_ENV) or target.uri)
 
 
 def ensure_experiment(params: Params, root: str | Path | None = None) -> str:

@@ -24,6 +24,16 @@ def test_embedded_store_is_resolved_in_the_project(store, params, monkeypatch):
     assert mlstore.resolve(params).source == "MLFLOW_TRACKING_URI"
 
 
+def test_store_of_another_root_is_not_hidden_by_our_own_export(store, params, tmp_path_factory):
+    import os
+
+    mlstore.connect(params)  # mlflow exports MLFLOW_TRACKING_URI for child processes
+    assert os.environ["MLFLOW_TRACKING_URI"].endswith(str(store / "mlflow" / "mlflow.db"))
+    other = tmp_path_factory.mktemp("other-root")
+    t = mlstore.resolve(params, other)
+    assert t.source == "embedded" and t.uri == f"sqlite:///{other / 'mlflow' / 'mlflow.db'}"
+
+
 def test_params_uri_and_env_precedence(tmp_path, params, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     p = params.model_copy(update={"tracking": params.tracking.model_copy(update={"uri": "http://mlflow.example:5000"})})
