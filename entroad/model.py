@@ -89,19 +89,29 @@ def resolve_layers(cfg: ModelConfig, depth: int) -> tuple[list[int], list[int], 
     return feature, graph, vv
 
 
-def gaussian_smooth(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (M, 1, H, W) maps, radius ``int(4σ + 0.5)`` as scipy's
-    ``gaussian_filter`` (whose default AnomalyCLIP uses); borders mirror (torch 'reflect').
-    Two 1-D passes cost 2·(2r+1) instead of (2r+1)² operations per pixel."""
+def upsample_blur_matrix(grid: int, size: int, sigma: float) -> torch.Tensor:
+    """(size, grid) matrix ``A`` with ``A @ M @ Aᵀ`` = bilinear upsampling of a (grid, grid)
+    map to (size, size) followed by a Gaussian blur of ``sigma`` pixels.
+
+    Both steps are linear and separable, so their product is one small matrix per axis:
+    two matmuls of O(S·G² + S²·G) replace an interpolation plus two 1-D convolutions at full
+    resolution (O(S²·r)), which was the largest non-backbone cost of the forward. The blur
+    matches scipy's ``gaussian_filter`` (AnomalyCLIP's choice): radius ``int(4σ + 0.5)``,
+    borders ``reflect`` (edge sample repeated: ``… b a | a b …``).
+    """
+    eye = torch.eye(grid, dtype=torch.float64)[:, None, :]  # (G, 1, G): one basis map per row
+    up = F.interpolate(eye, size=size, mode="linear", align_corners=False)[:, 0, :].T  # (S, G)
     if sigma <= 0:
-        return maps
-    h, w = maps.shape[-2:]
-    radius = min(int(4 * sigma + 0.5), h - 1, w - 1)
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    maps = F.conv2d(F.pad(maps, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(maps, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+        return up.float()
+    radius = min(int(4 * sigma + 0.5), size - 1)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    idx = torch.arange(size)[:, None] + torch.arange(-radius, radius + 1)[None, :]  # (S, 2r+1)
+    idx = torch.where(idx < 0, -idx - 1, idx)
+    idx = torch.where(idx >= size, 2 * size - 1 - idx, idx)
+    blur = torch.zeros(size, size, dtype=torch.float64).scatter_add_(1, idx, kernel.expand(size, -1).contiguous())
+    return (blur @ up).float()
 
 
 def binary_entropy_bits(p: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -145,6 +155,8 @@ class EntroAD(nn.Module):
         self.register_buffer(
             "prior_text", prior_text_embeddings(self.text, self.tokenizer, cfg.prior_object), persistent=False
         )
+        g, size = self.grid, self.image_size
+        self.register_buffer("pixel_matrix", upsample_blur_matrix(g, size, cfg.sigma), persistent=False)
         self._class_prior: dict[str, torch.Tensor] = {}
         self._text_cache: tuple[tuple, torch.Tensor] | None = None
         self.compute_dtype = torch.float32
@@ -245,13 +257,12 @@ class EntroAD(nn.Module):
         return c * p_adapted + (1.0 - c) * p_prior
 
     def _to_pixels(self, *probs: torch.Tensor) -> list[torch.Tensor]:
-        """(B, L, N) patch probabilities -> (B, S, S) maps: layer mean, bilinear, Gaussian σ.
-
-        All maps of a batch go through one interpolation and one blur call."""
+        """(B, L, N) patch probabilities -> (B, S, S) maps: layer mean, bilinear, Gaussian σ
+        (one precomputed matrix per axis, see :func:`upsample_blur_matrix`)."""
         b, g, s = probs[0].shape[0], self.grid, self.image_size
-        m = torch.stack([p.mean(1) for p in probs]).view(-1, 1, g, g)
-        m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False)
-        m = gaussian_smooth(m, self.cfg.sigma)
+        m = torch.stack([p.mean(1) for p in probs]).view(-1, g, g)
+        a = self.pixel_matrix
+        m = a @ m @ a.T
         return list(m.view(len(probs), b, s, s).unbind(0))
 
     def _check_images(self, images: torch.Tensor) -> None:

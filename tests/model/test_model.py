@@ -182,3 +182,20 @@ def test_layer_options(tiny_backbone, images):
         make_model(tiny_backbone, feature_layers=[2, 9])
     with pytest.raises(ConfigError, match="model.vv_start"):
         make_model(tiny_backbone, vv_start=3, feature_layers=[2, 4])
+
+
+@pytest.mark.parametrize("grid,size,sigma", [(7, 112, 4.0), (14, 224, 4.0), (5, 40, 6.0), (7, 112, 0.0)])
+def test_pixel_maps_equal_bilinear_upsampling_then_scipy_gaussian(grid, size, sigma):
+    """The one-matrix map path reproduces AnomalyCLIP's post-processing: bilinear upsampling
+    (torch, align_corners=False) followed by scipy.ndimage.gaussian_filter (mode reflect)."""
+    from scipy.ndimage import gaussian_filter
+
+    from entroad.model import upsample_blur_matrix
+
+    maps = torch.rand(3, grid, grid, generator=torch.Generator().manual_seed(grid))
+    a = upsample_blur_matrix(grid, size, sigma)
+    ours = a @ maps @ a.T
+    up = torch.nn.functional.interpolate(maps[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    ref = torch.stack([torch.from_numpy(gaussian_filter(m.double().numpy(), sigma, mode="reflect", truncate=4.0))
+                       if sigma > 0 else m for m in up]).float()
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
