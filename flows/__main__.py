@@ -40,10 +40,7 @@ def ui_lines() -> list[str]:
     from entroad.tracking import store
     from flows.common import read_params
 
-    return [
-        f"MLflow UI:  {store.ui_command(read_params())}",
-        "Prefect UI: prefect server start   # then open http://127.0.0.1:4200 (flow runs of this machine)",
-    ]
+    return store.ui_lines(read_params())
 
 
 def print_summary(s: dict[str, Any], seconds: float) -> None:

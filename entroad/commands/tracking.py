@@ -147,8 +147,8 @@ def ui_cmd(params: Path | None = ParamsOpt, overrides: list[str] | None = SetOpt
     from entroad.tracking import store
 
     p = params_from_cli(params, overrides)
-    console.print(f"MLflow UI:  {store.ui_command(p)}", soft_wrap=True)
-    console.print("Prefect UI: prefect server start   # then open http://127.0.0.1:4200", soft_wrap=True)
+    for line in store.ui_lines(p):
+        console.print(line, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -190,12 +192,33 @@ def ensure_experiment(params: Params, root: str | Path | None = None) -> str:
         return exp.experiment_id
 
 
+def _tool(name: str) -> str:
+    """How to call a console script of this environment: its bare name when the shell would
+    find this very one, else its path (e.g. ``.venv/bin/mlflow`` when the venv is not active)."""
+    exe = Path(sys.executable).parent / name
+    if not exe.exists() or shutil.which(name) == str(exe):
+        return name
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
 def ui_command(params: Params, root: str | Path | None = None) -> str:
     """The one-liner that opens the MLflow UI on this store."""
     target = resolve(params, root)
     if target.is_server:
         return f"open {target.uri}"
+    mlflow = _tool("mlflow")
     if target.uri.startswith("sqlite:///"):
         art = f" --default-artifact-root {target.artifact_location}" if target.artifact_location else ""
-        return f"mlflow ui --backend-store-uri {target.uri}{art} --port 5000   # then open http://127.0.0.1:5000"
-    return f"mlflow ui --backend-store-uri {target.uri} --port 5000"
+        return f"{mlflow} ui --backend-store-uri {target.uri}{art} --port 5000   # then open http://127.0.0.1:5000"
+    return f"{mlflow} ui --backend-store-uri {target.uri} --port 5000"
+
+
+def ui_lines(params: Params) -> list[str]:
+    """The commands that open the MLflow and Prefect UIs (printed by `entroad ui` and the flows)."""
+    return [
+        f"MLflow UI:  {ui_command(params)}",
+        f"Prefect UI: {_tool('prefect')} server start   # then open http://127.0.0.1:4200 (flow runs of this machine)",
+    ]
