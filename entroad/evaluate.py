@@ -386,6 +386,8 @@ def resolved_checkpoint(source: str | Path, params: Params | None = None) -> Ite
         import mlflow
     except ImportError:  # pragma: no cover - mlflow is a dependency
         raise CheckpointError("MLflow URIs need the mlflow package (pip install mlflow)") from None
+    # MLflow's per-file download bar (~90 files of a pyfunc model) would drown our own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tmp = Path(tempfile.mkdtemp(prefix="entroad-model-"))
     try:
         _connect_mlflow(params)
@@ -394,7 +396,7 @@ def resolved_checkpoint(source: str | Path, params: Params | None = None) -> Ite
         except Exception as e:  # mlflow raises many types (MlflowException, OSError, ...)
             raise CheckpointError(
                 f"cannot download {text} from MLflow at {mlflow.get_tracking_uri()}: {e}. "
-                "Check the model name/alias (`mlflow models` UI) or set MLFLOW_TRACKING_URI"
+                "Check the model name/alias (`entroad models` lists them) or set MLFLOW_TRACKING_URI"
             ) from None
         yield find_checkpoint_dir(Path(local))
     finally:
