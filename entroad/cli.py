@@ -27,6 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # markdown: docstrings wrapped at 110 columns reflow to the terminal; blank lines split paragraphs
+    rich_markup_mode="markdown",
 )
 
 
