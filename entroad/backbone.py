@@ -296,8 +296,17 @@ def _tag_quick_gelu(name: str, tag: str | None) -> bool:
     return bool(cfg.get("quick_gelu", False))
 
 
+class _DropOpenClipRandomNotice(logging.Filter):
+    """open_clip's own root-logger notice for random init; our RANDOM-INIT banner replaces it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
 def _create(name: str, weights: str | None, image_size: int | None, quick_gelu: bool) -> torch.nn.Module:
     register_project_configs()
+    root, notice = logging.getLogger(), _DropOpenClipRandomNotice()
+    root.addFilter(notice)
     try:
         return open_clip.create_model(
             name,
@@ -309,6 +318,8 @@ def _create(name: str, weights: str | None, image_size: int | None, quick_gelu: 
         )
     except RuntimeError as e:
         raise UnsupportedBackboneError(f"open_clip could not build {name} from {weights or 'random init'}: {e}") from None
+    finally:
+        root.removeFilter(notice)
 
 
 def _check_vit(model: torch.nn.Module, name: str) -> tuple[int, int]:

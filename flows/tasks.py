@@ -78,8 +78,8 @@ def train_model(params: Params, train_key: str, data_version: str, run_dir: str)
     result = train(params, out, resume=resume, progress=False)
     if result.data_version != data_version:
         log.warning("training data changed during the run: %s != %s", result.data_version, data_version)
-    log.info("trained %d epoch(s) (resumed after %s); final loss %.4f", result.epochs_run, result.resumed_from,
-             result.history[-1]["loss"])
+    resumed = f" (resumed after epoch {result.resumed_from})" if result.resumed_from else ""
+    log.info("trained %d epoch(s)%s; final loss %.4f", result.epochs_run, resumed, result.history[-1]["loss"])
     return _train_info(result)
 
 
