@@ -358,7 +358,8 @@ def predict(
     ``threshold``: None (scores only), a number, ``"model"`` or a path to an evaluation's
     ``results.json`` / an ``operating_point.json``; images with ``score > threshold`` are flagged.
     """
-    from entroad.evaluate import ModelIdentity, load_models, resolved_checkpoint
+    from entroad.evaluate import ModelIdentity
+    from entroad.model_source import load_models, resolved_checkpoint
 
     params = params or load_params()
     out = Path(out_dir)

@@ -22,7 +22,7 @@ TABLE_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
 
 def local_model(model: str, params) -> str:
     """A local checkpoint folder for ``model`` (an MLflow URI is downloaded once under runs/models/)."""
-    from entroad.evaluate import find_checkpoint_dir, is_mlflow_uri
+    from entroad.model_source import find_checkpoint_dir, is_mlflow_uri
 
     if not is_mlflow_uri(model):
         return str(find_checkpoint_dir(Path(model)))

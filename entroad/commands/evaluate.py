@@ -92,12 +92,12 @@ def evaluate_cmd(
     if result.variants:
         console.print(_metric_table("Ablation", result.ablation_table(), list(METRIC_KEYS), ["variant", "dataset"]))
     if save_operating_point:
-        from entroad.evaluate import is_mlflow_uri
+        from entroad.model_source import is_mlflow_uri
         from entroad.predict import save_operating_point as save_op
 
         if is_mlflow_uri(model):
             raise typer.BadParameter("--save-operating-point needs a local checkpoint folder, not an MLflow URI")
-        from entroad.evaluate import find_checkpoint_dir
+        from entroad.model_source import find_checkpoint_dir
 
         path = save_op(result, find_checkpoint_dir(Path(model)), save_operating_point)
         console.print(escape(f"operating point saved: {path}"), soft_wrap=True)

@@ -18,14 +18,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from entroad import metrics as M
 from entroad.data.torch_dataset import ManifestImageDataset
 from entroad.errors import CheckpointError, ConfigError, EvaluationError
-from entroad.evaluate import (
-    evaluate,
-    find_checkpoint_dir,
-    parse_ablations,
-    reference_key,
-    resolved_checkpoint,
-    run_evaluation,
-)
+from entroad.evaluate import evaluate, reference_key, run_evaluation
+from entroad.model_source import find_checkpoint_dir, parse_ablations, resolved_checkpoint
 from tests.evaluation.conftest import dataset, eval_params, read_json
 
 TOL = 1e-6  # percent points; values are recomputed from the same float32 model outputs

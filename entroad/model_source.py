@@ -1,0 +1,134 @@
+"""Where a model comes from: a checkpoint folder or an MLflow URI (``models:/entroad@champion``),
+and the ablation variants built from it (``--ablate entropy=none,routing=none``).
+
+Shared by evaluation, site prediction and the flows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from entroad.config import Params
+from entroad.errors import CheckpointError, ConfigError
+
+BASE_VARIANT = "full"  # the model as trained; ablation variants get their own names
+
+_MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "file://", "dbfs:/", "http://", "https://")
+
+
+def is_mlflow_uri(source: str) -> bool:
+    return str(source).startswith(_MLFLOW_SCHEMES)
+
+
+def find_checkpoint_dir(root: Path) -> Path:
+    """The folder holding ``weights.safetensors`` + ``config.json`` anywhere under ``root``
+    (a folder named ``checkpoint`` wins when there are several)."""
+    from entroad.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint
+
+    if is_checkpoint(root):
+        return root
+    hits = sorted({p.parent for p in root.rglob(WEIGHTS_FILE) if (p.parent / CONFIG_FILE).is_file()})
+    if not hits:
+        raise CheckpointError(f"no EntroAD checkpoint ({WEIGHTS_FILE} + {CONFIG_FILE}) under {root}")
+    named = [h for h in hits if h.name == "checkpoint"]
+    return (named or hits)[0]
+
+
+def _connect_mlflow(params: Params | None) -> None:
+    """Point MLflow's tracking and registry at the project's store (same rules as training)."""
+    from entroad.config import load_params
+    from entroad.tracking.store import connect
+
+    connect(params if params is not None else load_params(None))
+
+
+@contextlib.contextmanager
+def resolved_checkpoint(source: str | Path, params: Params | None = None) -> Iterator[Path]:
+    """A local checkpoint folder for ``source``: a folder as is, an MLflow URI downloaded
+    into a temporary folder (removed on exit)."""
+    text = str(source)
+    if not is_mlflow_uri(text):
+        p = Path(text).expanduser()
+        if not p.exists():
+            raise CheckpointError(
+                f"{p}: no such checkpoint folder; pass the folder written by `entroad train` (…/model) "
+                "or an MLflow URI such as models:/entroad@champion"
+            )
+        yield find_checkpoint_dir(p)
+        return
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        raise CheckpointError("MLflow URIs need the mlflow package (pip install mlflow)") from None
+    # MLflow's per-file download bar (~90 files of a pyfunc model) would drown our own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    tmp = Path(tempfile.mkdtemp(prefix="entroad-model-"))
+    try:
+        _connect_mlflow(params)
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=str(tmp))
+        except Exception as e:  # mlflow raises many types (MlflowException, OSError, ...)
+            raise CheckpointError(
+                f"cannot download {text} from MLflow at {mlflow.get_tracking_uri()}: {e}. "
+                "Check the model name/alias (`entroad models` lists them) or set MLFLOW_TRACKING_URI"
+            ) from None
+        yield find_checkpoint_dir(Path(local))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def parse_ablations(spec: str | Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """``"entropy=none,routing=none"`` -> one variant per item; ``+`` combines options in one
+    variant (``"entropy=none+routing=none"``). Values are YAML scalars."""
+    if not spec:
+        return {}
+    items = [s for part in ([spec] if isinstance(spec, str) else spec) for s in part.split(",") if s.strip()]
+    variants: dict[str, dict[str, Any]] = {}
+    for item in items:
+        opts: dict[str, Any] = {}
+        for kv in item.split("+"):
+            if "=" not in kv:
+                raise ConfigError(f"--ablate {item!r}: each option must look like key=value (e.g. entropy=none)")
+            key, raw = (x.strip() for x in kv.split("=", 1))
+            opts[key.removeprefix("model.")] = yaml.safe_load(raw) if raw else None
+        name = "+".join(f"{k}={_fmt_value(v)}" for k, v in opts.items())
+        if name in variants:
+            raise ConfigError(f"--ablate: variant {name!r} is listed twice")
+        variants[name] = opts
+    return variants
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return str(v)
+
+
+def load_models(
+    checkpoint: Path,
+    variants: Mapping[str, Mapping[str, Any]],
+    params: Params,
+    device: str | torch.device | None = None,
+    weights: str | None = None,
+) -> dict[str, Any]:
+    """The full model and one model per ablation variant, on ``device``."""
+    from entroad.backbone import resolve_device, resolve_dtype
+    from entroad.checkpoint import load_checkpoint
+
+    dev = torch.device(device) if device is not None else resolve_device(params.backbone.device)
+    dtype = resolve_dtype(params.backbone.precision, dev)
+    models = {}
+    for name, overrides in [(BASE_VARIANT, {}), *variants.items()]:
+        m = load_checkpoint(checkpoint, device=dev, overrides=dict(overrides) or None, weights=weights)
+        m.to_device(dev, dtype)
+        models[name] = m.eval()
+    return models
