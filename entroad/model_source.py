@@ -78,7 +78,7 @@ def resolved_checkpoint(source: str | Path, params: Params | None = None) -> Ite
             local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=str(tmp))
         except Exception as e:  # mlflow raises many types (MlflowException, OSError, ...)
             raise CheckpointError(
-                f"cannot download {text} from MLflow at {mlflow.get_tracking_uri()}: {e}. "
+                f"cannot download {text} from MLflow at {mlflow.get_tracking_uri()}: {str(e).rstrip('.')}. "
                 "Check the model name/alias (`entroad models` lists them) or set MLFLOW_TRACKING_URI"
             ) from None
         yield find_checkpoint_dir(Path(local))
