@@ -41,6 +41,15 @@ def tiny_params(**overrides) -> Params:
     return params_from_dict(base, overrides)
 
 
+# Evaluation settings for tiny test data: in-process loading, exact pixel metrics, few examples.
+TINY_EVAL = {
+    "evaluation.num_workers": 0,
+    "evaluation.report_examples": 2,
+    "evaluation.min_per_label": 2,
+    "evaluation.pixel_metrics": "exact",
+}
+
+
 @pytest.fixture
 def tiny() -> Params:
     return tiny_params()

@@ -12,20 +12,14 @@ from entroad.checkpoint import save_checkpoint
 from entroad.data.manifest import DatasetMeta, ProcessedDataset, Record, write_manifest
 from entroad.data.synthetic import write_processed_dataset
 from entroad.model import EntroAD
-from tests.conftest import tiny_params
+from tests.conftest import TINY_EVAL, tiny_params
 
 IMAGE_PX = 64  # synthetic files are small; the model resizes them to 112
 
 
 def eval_params(**overrides):
     """Tiny params for evaluation tests: no loader workers, exact pixel metrics, few examples."""
-    base = {
-        "evaluation.num_workers": 0,
-        "evaluation.batch_size": 4,
-        "evaluation.report_examples": 2,
-        "evaluation.min_per_label": 2,
-        "evaluation.pixel_metrics": "exact",
-    }
+    base = {**TINY_EVAL, "evaluation.batch_size": 4}
     base.update(overrides)
     return tiny_params(**base)
 

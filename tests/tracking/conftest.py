@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from entroad.data.synthetic import write_processed_dataset
-from tests.conftest import tiny_params
+from tests.conftest import TINY_EVAL, tiny_params
 from tests.tracking.stores import clear_tracking_env, install_store, migrated_db
 
 IMAGE_PX = 64
@@ -23,11 +23,8 @@ def params_for(data_root: Path, **overrides):
         "train.dataset": "aux",
         "train.epochs": 1,
         "evaluation.targets": list(TARGETS),
-        "evaluation.num_workers": 0,
+        **TINY_EVAL,
         "evaluation.batch_size": 8,
-        "evaluation.report_examples": 2,
-        "evaluation.min_per_label": 2,
-        "evaluation.pixel_metrics": "exact",
     }
     base.update(overrides)
     return tiny_params(**base)
