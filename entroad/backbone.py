@@ -266,11 +266,8 @@ def file_sha256(path: str | Path) -> str:
         cache = json.loads(cache_file.read_text())
     if key in cache:
         return cache[key]
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    cache[key] = h.hexdigest()
+        cache[key] = hashlib.file_digest(f, "sha256").hexdigest()
     with contextlib.suppress(OSError):
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text(json.dumps(cache))

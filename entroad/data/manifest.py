@@ -133,11 +133,8 @@ def compute_counts(records: Iterable[Record]) -> dict[str, int]:
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def content_hash(root: Path, records: list[Record]) -> str:
