@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,10 @@ import typer
 from rich.console import Console
 
 from entroad.errors import EntroADError
+
+# Task results (the cross-run cache) live in this checkout, not in ~/.prefect: two checkouts on
+# one machine must not serve each other's cached results, which name their own folders.
+os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path.cwd() / ".prefect" / "storage"))
 
 console = Console(soft_wrap=True)  # paths and commands stay on one line (copy-paste)
 app = typer.Typer(
