@@ -627,13 +627,9 @@ def _label_reason(n_norm: int, n_anom: int, need: int) -> str:
 
 
 def _dataset_image_reason(n_norm: int, n_anom: int, need: int) -> str:
-    if n_norm == 0:
-        return f"the dataset has only anomalous images ({n_anom}); AUROC/AP/F1 need normal images to rank against."
-    if n_anom == 0:
-        return f"the dataset has only normal images ({n_norm})."
-    if n_norm < need <= n_anom:
-        return (f"the dataset has almost only anomalous images ({n_norm} normal, {n_anom} anomalous); a ranking "
-                f"against fewer than evaluation.min_per_label={need} normals per class would not be trustworthy.")
+    """Why a dataset has no image metrics: its label counts, or (enough of each overall) its classes."""
+    if min(n_norm, n_anom) < need:
+        return f"the dataset has {_label_reason(n_norm, n_anom, need)}."
     return f"no class has at least {need} normal and {need} anomalous images."
 
 
