@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from entroad.config import DatasetSpec, Params
 from entroad.data.convert import convert_items
 from entroad.data.fingerprint import code_version, input_fingerprint
@@ -40,6 +38,7 @@ from entroad.data.formats.base import Skip
 from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, write_manifest
 from entroad.data.versioning import data_root, data_version, dataset_dir
 from entroad.errors import DatasetError, IngestError
+from entroad.logs import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +146,6 @@ def _is_current(dest: Path, fingerprint: str) -> bool:
     return True
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not enabled, transient=True,
-    )
-
-
 @dataclass
 class _Prepared:
     source: Path
@@ -239,7 +231,7 @@ def ingest_spec(
         tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
         try:
-            with _progress(progress) as bar:
+            with progress_bar("[bold]{task.description}", enabled=progress, transient=True) as bar:
                 if dicom:
                     from entroad.data.dicom import ingest_dicom
 
