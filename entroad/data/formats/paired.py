@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from entroad.data.formats.base import ImageFormat, RawItem, Scan, images_in, rel, require_dir, stem_index
+from entroad.data.formats.fields import checked, class_option
 from entroad.errors import DatasetError
 
 
@@ -39,7 +40,7 @@ def scan_yes_no(
         d = find_dir(source, (name,))
         for img in images_in(d) if d else []:
             scan.skip(rel(img, source), f"unlabelled ({name} folder)")
-    return scan
+    return checked(scan)
 
 
 def scan_pairs(
@@ -64,7 +65,7 @@ def scan_pairs(
         scan.items.append(RawItem(img, 1, cls, "test", mask, anomaly_type, rel(img, source)))
     for m in sorted(set(masks.values()) - used):
         scan.skip(rel(m, source), "mask without image")
-    return scan
+    return checked(scan)
 
 
 POLYP_IMAGE_DIRS = ("images", "image", "Original", "imgs")
@@ -77,7 +78,7 @@ def polyp_format(name: str, title: str) -> ImageFormat:
     releases) with matching names; every image shows a polyp."""
 
     def scan(source: Path, options: dict[str, Any]) -> Scan:
-        return scan_pairs(source, options["class_name"], POLYP_IMAGE_DIRS, POLYP_MASK_DIRS,
+        return scan_pairs(source, class_option(options, name), POLYP_IMAGE_DIRS, POLYP_MASK_DIRS,
                           mask_suffixes=("", "_mask"), anomaly_type="polyp")
 
     return ImageFormat(
