@@ -97,7 +97,8 @@ class StatCache:
 
 
 def plain_key(rel: str) -> str:
-    return hashlib.sha256(rel.encode()).hexdigest()[:32]
+    # surrogateescape: a raw file name need not be UTF-8 (it then holds lone surrogates).
+    return hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def input_fingerprint(

@@ -3,9 +3,9 @@ folder names.
 
 A malformed value must never become a traceback halfway through an ingest, nor a record
 the manifest later refuses. A per-record problem raises :class:`BadValue` inside the
-reader, which skips that record with the reason (category ``malformed metadata``) in the
-audit. A bad reader *option* comes from params.yaml, not from the data, and is a
-:class:`ConfigError` that names the option.
+reader, which skips that record with the reason in the audit (category ``malformed
+metadata``, or ``path escapes the dataset folder``). A bad reader *option* comes from
+params.yaml, not from the data, and is a :class:`ConfigError` that names the option.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from entroad.data.formats.base import LABEL_FROM_MASK, RawItem, Scan, Skip
 from entroad.data.manifest import SPLITS
 from entroad.errors import ConfigError, DatasetError
 
-MALFORMED = "malformed metadata"  # audit reason category of every skip raised here
+MALFORMED = "malformed metadata"  # audit reason category of a malformed value
+ESCAPES = "path escapes the dataset folder"  # ... of a path cell pointing outside
 MAX_NAME = 200  # longest class / anomaly-type text kept (longer is almost surely a broken cell)
 _TRUE = ("1", "1.0", "true", "yes")
 _FALSE = ("0", "0.0", "false", "no")
@@ -28,6 +29,14 @@ _FALSE = ("0", "0.0", "false", "no")
 
 class BadValue(ValueError):
     """One record's metadata value is malformed; the message is the audit reason detail."""
+
+    category = MALFORMED
+
+
+class OutsidePath(BadValue):
+    """A path in the metadata points outside the dataset folder (absolute or through '..')."""
+
+    category = ESCAPES
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -91,13 +100,13 @@ def inside(root: Path, value: Any, where: str) -> tuple[Path, str]:
         raise BadValue(f"{where} {show(value)} contains a NUL byte")
     rel = value.strip().replace("\\", "/")
     if PurePosixPath(rel).is_absolute() or (len(rel) > 1 and rel[1] == ":"):
-        raise BadValue(f"{where} {show(value)} is absolute; paths are relative to the dataset folder")
+        raise OutsidePath(f"{where} {show(value)} is absolute; paths are relative to the dataset folder")
     # Lexical check: a raw file may be a symlink into a cache (DVC's symlink mode), which
     # is the user's choice; a '..' in the metadata is not.
     base = Path(os.path.normpath(root.absolute()))
     path = Path(os.path.normpath(base / rel))
     if base not in path.parents:
-        raise BadValue(f"{where} {show(value)} escapes the dataset folder")
+        raise OutsidePath(f"{where} {show(value)} leads outside")
     return path, path.relative_to(base).as_posix()
 
 
@@ -142,7 +151,7 @@ def _with_cls(item: RawItem, cls: str) -> RawItem:
 
 
 def skip_bad(scan: Scan, what: str, error: BadValue) -> None:
-    scan.skip(printable(what), f"{MALFORMED} ({error})")
+    scan.skip(printable(what), f"{error.category} ({error})")
 
 
 def read_csv(path: Path) -> list[tuple[int, dict[str, str] | None]]:
