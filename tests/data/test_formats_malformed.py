@@ -51,6 +51,7 @@ def test_anomalyclip_malformed_records(tmp_path):
                 {**bad, "img_path": "bottle/test/crack/006.png", "specie_name": ["x"]},
                 {**bad, "img_path": "../outside.png"},
                 {**bad, "img_path": 7},
+                {**bad, "img_path": "bottle/\ud800.png"},  # lone surrogate: no file name can hold it
                 "just a string",
             ],
             "screw": {"not": "a list"},
@@ -60,14 +61,14 @@ def test_anomalyclip_malformed_records(tmp_path):
     res, ds = ingest(tmp_path, "anomalyclip", src)
     assert sorted(by_source(ds)) == ["bottle/test/crack/001.png", "bottle/test/good/000.png"]
     bad_ones = _malformed(_reasons(res))
-    assert len(bad_ones) == 10, bad_ones
+    assert len(bad_ones) == 11, bad_ones
     text = " | ".join(bad_ones.values())
     for why in ("'train' is list", "anomaly 'maybe' is not 0 or 1", "anomaly 2 is not 0 or 1",
                 "cls_name 'a/b' contains a path separator", "mask_path '../outside.png' leads outside",
-                "img_path '../outside.png' leads outside", "img_path 7 is not a non-empty path",
+                "img_path '../outside.png' leads outside", "img_path 7 is not a non-empty path", "is not valid UTF-8",
                 "record is str", "class 'screw' holds dict", "specie_name ['x'] is not a string"):
         assert why in text, why
-    assert res.audit["skipped_by_reason"] == {"malformed metadata": 8, "path escapes the dataset folder": 2}
+    assert res.audit["skipped_by_reason"] == {"malformed metadata": 9, "path escapes the dataset folder": 2}
     # A file that is not a JSON object of splits, or not UTF-8 text, is a DatasetError.
     (src / "meta.json").write_bytes(b'{"test": {"bottle": []}, "x": "\xff"}')
     with pytest.raises(DatasetError, match="not UTF-8"):
@@ -200,6 +201,8 @@ def test_paired_readers_bad_names_and_options(tmp_path):
     res, ds = ingest(tmp_path, "br35h", yes_no)
     assert sorted(by_source(ds)) == ["no/no0.jpg", "yes/y0.jpg"]
     assert "not valid UTF-8" in _malformed(_reasons(res))["no/bad\ufffd.jpg"]
+    with pytest.raises(ConfigError, match="option class_name"):
+        ingest(tmp_path, "br35h", yes_no, name="c", class_name="..")
     polyp = tmp_path / "kvasir"
     save(rgb(), polyp / "images/1.png")
     save(mask(), polyp / "masks/1.png")

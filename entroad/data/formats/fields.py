@@ -47,7 +47,10 @@ def show(value: Any, limit: int = 60) -> str:
 
 def printable(text: str) -> str:
     """``text`` safe to print and to write as UTF-8: undecodable name bytes become U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape, not from a file name
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _text_problem(text: str) -> str | None:
@@ -96,8 +99,8 @@ def inside(root: Path, value: Any, where: str) -> tuple[Path, str]:
     """(absolute path, POSIX relative path) of a path cell that must stay inside ``root``."""
     if not isinstance(value, str) or not value.strip():
         raise BadValue(f"{where} {show(value)} is not a non-empty path")
-    if "\x00" in value:
-        raise BadValue(f"{where} {show(value)} contains a NUL byte")
+    if "\x00" in value or printable(value) != value:
+        raise BadValue(f"{where} {show(value)} contains a NUL byte or is not valid UTF-8")
     rel = value.strip().replace("\\", "/")
     if PurePosixPath(rel).is_absolute() or (len(rel) > 1 and rel[1] == ":"):
         raise OutsidePath(f"{where} {show(value)} is absolute; paths are relative to the dataset folder")
@@ -174,12 +177,9 @@ def read_csv(path: Path) -> list[tuple[int, dict[str, str] | None]]:
     return out
 
 
-def class_option(options: dict[str, Any], fmt: str, key: str = "class_name", required: bool = True) -> str | None:
-    value = options.get(key)
-    if value is None and not required:
-        return None
+def class_option(options: dict[str, Any], fmt: str, key: str = "class_name") -> str:
     try:
-        return class_name(value, f"option {key}")
+        return class_name(options.get(key), f"option {key}")
     except BadValue as e:
         raise ConfigError(f"format {fmt!r}: {e}; set a plain name in params.yaml data.datasets options") from None
 

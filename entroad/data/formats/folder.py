@@ -50,7 +50,7 @@ def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
         "masks": folder_option(options["masks"], "folder", "masks"),
         "anomalous": [folder_option(a, "folder", "anomalous") for a in wanted] if wanted else None,
         "split": split_option(options, "folder"),
-        "class_name": class_option(options, "folder", required=False),
+        "class_name": None if options.get("class_name") is None else class_option(options, "folder"),
         "mask_suffix": _suffix(options.get("mask_suffix")),
     }
 

@@ -29,6 +29,7 @@ def scan_yes_no(
 ) -> Scan:
     """Image-level data: anomalous images in a ``yes`` folder, normal ones in ``no``."""
     require_dir(source, "source")
+    cls = class_option({"class_name": cls}, "yes/no folders")
     ydir, ndir = find_dir(source, yes), find_dir(source, no)
     if ydir is None or ndir is None:
         raise DatasetError(f"{source}: expected folders {yes[0]!r} and {no[0]!r} (anomalous / normal images)")
@@ -49,6 +50,7 @@ def scan_pairs(
 ) -> Scan:
     """Every image is anomalous and has a mask with the same stem (+ optional suffix)."""
     require_dir(source, "source")
+    cls = class_option({"class_name": cls}, "image/mask folders")
     idir, mdir = find_dir(source, image_dirs), find_dir(source, mask_dirs)
     if idir is None or mdir is None:
         raise DatasetError(
