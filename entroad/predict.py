@@ -139,7 +139,8 @@ def dicom_items(
     the items and the skipped files (pseudonymous file id, PHI-free reason).
     """
     from entroad.data.dicom.deid import resolve_salt
-    from entroad.data.dicom.ingest import ingest_dicom, resolve_dicom_options
+    from entroad.data.dicom.ingest import ingest_dicom
+    from entroad.data.dicom.options import resolve_dicom_options
     from entroad.data.torch_dataset import read_rgb
     from entroad.data.versioning import data_root
 

@@ -14,7 +14,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 
 from entroad.data.dicom.deid import SALT_ENV
-from entroad.data.dicom.ingest import decode_reason
+from entroad.data.dicom.pixels import decode_reason
 from entroad.data.synthetic.dicom_study import (
     PATIENT_DIR,
     PLANTED_PHI,
@@ -341,8 +341,7 @@ def test_window_table_equals_direct_formula():
     """The per-value lookup table gives the same bytes as HU conversion + window per pixel."""
     from pydicom.dataset import Dataset
 
-    from entroad.data.dicom.ingest import _apply_lut, _window_lut
-    from entroad.data.dicom.pixels import modality_values, window_uint8
+    from entroad.data.dicom.pixels import apply_lut, modality_values, window_lut, window_uint8
 
     rng = np.random.default_rng(0)
     for dtype, slope, intercept in ((np.uint16, 1, -1024), (np.int16, 0.5, 10.25), (np.uint8, 2, -3)):
@@ -351,9 +350,9 @@ def test_window_table_equals_direct_formula():
         ds = Dataset()
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
         for window in ((40.0, 80.0), (-600.0, 1500.0)):
-            lut = _window_lut(ds, frame.dtype, window)
-            np.testing.assert_array_equal(_apply_lut(lut, frame), window_uint8(modality_values(ds, frame), *window))
-    assert _window_lut(ds, np.dtype(np.int32), (40.0, 80.0)) is None
+            lut = window_lut(ds, frame.dtype, window)
+            np.testing.assert_array_equal(apply_lut(lut, frame), window_uint8(modality_values(ds, frame), *window))
+    assert window_lut(ds, np.dtype(np.int32), (40.0, 80.0)) is None
 
 
 def test_duplicates_corrupt_pixels_and_empty_folders(tmp_path, salt_env):
@@ -409,8 +408,8 @@ def test_scan_rendering_equals_late_decoding(tmp_path, study, salt_env, monkeypa
 
     root, _ = study
     late: list[str] = []
-    decode = dicom._decode
-    monkeypatch.setattr(dicom, "_decode", lambda path, ts: late.append(str(path)) or decode(path, ts))
+    decode = dicom.decode_file
+    monkeypatch.setattr(dicom, "decode_file", lambda path, ts: late.append(str(path)) or decode(path, ts))
     _, a = ingest(tmp_path / "all", "dicom", root, size=SIZE)
     n_all = len(late)
     _, b = ingest(tmp_path / "every1", "dicom", root, size=SIZE, slices="every:1")

@@ -395,7 +395,7 @@ def _renders(options: dict[str, Any], rows: list[LabelRow]) -> Any:
     if not options["labels"] or options["unlabelled"] != "skip" or any(r.by_id for r in rows) or "." in keys:
         return lambda rel: True
 
-    def named(rel: str) -> bool:  # dicom_labels.covers for every row at once
+    def named(rel: str) -> bool:  # labels.covers for every row at once
         parts = rel.split("/")
         return rel in keys or any("/".join(parts[:i]) in keys for i in range(1, len(parts)))
 
