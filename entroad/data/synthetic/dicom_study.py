@@ -309,7 +309,7 @@ def write_mr_multiframe(path: Path, seed: int, size: int, frames: int, study_uid
     ds.PerFrameFunctionalGroupsSequence = Sequence(per)
     _pixels(ds, np.clip(vol, 0, 4095))
     if rle:
-        ds.compress(RLELossless)
+        ds.compress(RLELossless, generate_instance_uid=False)  # keep the seeded UID: same bytes every run
     _save(ds, path)
 
 
