@@ -138,8 +138,9 @@ def dicom_items(
     ``out/.dicom-slices`` and reused on a resumed run while the folder is unchanged. Returns
     the items and the skipped files (pseudonymous file id, PHI-free reason).
     """
-    from entroad.data.deid import resolve_salt
-    from entroad.data.dicom import ingest_dicom, resolve_dicom_options
+    from entroad.data.dicom.deid import resolve_salt
+    from entroad.data.dicom.ingest import ingest_dicom
+    from entroad.data.dicom.options import resolve_dicom_options
     from entroad.data.torch_dataset import read_rgb
     from entroad.data.versioning import data_root
 

@@ -25,12 +25,7 @@ import entroad.data as _pkg
 INGEST_CODE: tuple[str, ...] = (
     "formats",
     "convert.py",
-    "deid.py",
-    "dicom.py",
-    "dicom_labels.py",
-    "dicom_masks.py",
-    "dicom_pixels.py",
-    "dicom_scan.py",
+    "dicom",
     "fingerprint.py",
     "images.py",
     "ingest.py",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from entroad.config import Params
 from entroad.errors import PromotionError, TrackingError
+from entroad.locks import pipeline_lock
 from entroad.tracking import lineage, registry, runs, store
-from entroad.tracking.lock import pipeline_lock
 from entroad.tracking.promotion import REEVALUATE, Decision, Evaluation, apply_decision, decide
 
 log = logging.getLogger(__name__)
