@@ -222,3 +222,26 @@ def test_fingerprint_of_non_utf8_file_name(tmp_path):
     assert input_fingerprint(src, {"format": "folder"}, tmp_path / "cache.json")[0] == fp
     Path(src / f"{BAD_BYTES}.png").rename(src / "ok.png")
     assert input_fingerprint(src, {"format": "folder"}, tmp_path / "cache.json")[0] != fp
+
+
+@pytest.mark.parametrize(
+    ("given", "needle"),
+    [
+        ({"missing_masks": "maybe"}, "missing_masks must be 'skip' or 'keep'"),
+        ({"classes": "bottle"}, "classes must be a list"),
+        ({"classes": ["bottle", ""]}, "classes must be a list"),
+    ],
+)
+def test_common_options_are_typed(given, needle):
+    from entroad.data.formats import get_format
+
+    with pytest.raises(ConfigError, match=needle):
+        get_format("folder").resolve_options(given)
+
+
+def test_pseudonymizer_hashes_non_utf8_names():
+    from entroad.data.dicom.deid import Pseudonymizer
+
+    name = os.fsdecode(b"pat\xffient/1.dcm")
+    key = Pseudonymizer(b"salt").path_key(name)
+    assert len(key) == 32 and key != Pseudonymizer(b"salt").path_key("patient/1.dcm")

@@ -108,7 +108,9 @@ class Pseudonymizer:
         self._salt = salt
 
     def digest(self, kind: str, value: str) -> str:
-        return hmac.new(self._salt, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+        # surrogateescape: raw file names need not be UTF-8, and must still hash (never crash)
+        data = f"{kind}\0{value}".encode("utf-8", "surrogateescape")
+        return hmac.new(self._salt, data, hashlib.sha256).hexdigest()
 
     def id(self, kind: str, value: str, n: int = 12) -> str:
         return f"{self.PREFIX.get(kind, kind[:3])}-{self.digest(kind, value)[:n]}"

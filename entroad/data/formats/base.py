@@ -96,7 +96,9 @@ class ImageFormat:
                 f"format {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known: {sorted(set(self.options) | set(COMMON_OPTIONS))}"
             )
-        return {**COMMON_OPTIONS, **self.options, **given}
+        resolved = {**COMMON_OPTIONS, **self.options, **given}
+        _check_common(self.name, resolved)
+        return resolved
 
 
 # Options every image format accepts (used by the shared converter).
@@ -104,6 +106,18 @@ COMMON_OPTIONS: dict[str, Any] = {
     "missing_masks": "skip",  # anomalous image without its mask: skip | keep (image-level)
     "classes": None,  # only ingest these classes (list) - handy for huge datasets
 }
+
+
+def _check_common(fmt: str, options: dict[str, Any]) -> None:
+    """The shared options are typed: a string ``classes`` would match substrings, and an
+    unknown ``missing_masks`` would silently act as ``skip``."""
+    if options["missing_masks"] not in ("skip", "keep"):
+        raise ConfigError(f"format {fmt!r}: option missing_masks must be 'skip' or 'keep', got {options['missing_masks']!r}")
+    classes = options["classes"]
+    if classes is not None and (
+        not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes)
+    ):
+        raise ConfigError(f"format {fmt!r}: option classes must be a list of class names, e.g. [bottle, cable], got {classes!r}")
 
 
 def rel(path: Path, source: Path) -> str:
