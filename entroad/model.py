@@ -176,15 +176,6 @@ class EntroAD(nn.Module):
         dev = torch.device(device) if device is not None else resolve_device(params.backbone.device)
         return model.to_device(dev, resolve_dtype(params.backbone.precision, dev))
 
-    @classmethod
-    def from_checkpoint(
-        cls, path, device: str | torch.device | None = None, overrides: dict[str, Any] | None = None
-    ) -> EntroAD:
-        """Load a checkpoint folder; ``overrides`` ({"entropy": "none"}) builds an ablation variant."""
-        from entroad.checkpoint import load_checkpoint
-
-        return load_checkpoint(path, device=device, overrides=overrides)
-
     def to_device(self, device: torch.device, dtype: torch.dtype = torch.float32) -> EntroAD:
         """Move to ``device``; ``dtype`` is the autocast dtype of the forward (weights stay fp32)."""
         self.to(device)
