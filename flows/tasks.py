@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from entroad.config import Params
-from flows.common import random_init_build_lock, run_logger
+from flows.common import run_logger
 
 # Cross-run cache: the named key inputs decide, never the Params object or a path.
 CONTENT_CACHE = (INPUTS - "params" - "run_dir" - "model_dir") + TASK_SOURCE
@@ -141,12 +140,9 @@ def evaluate_dataset(
     params: Params, model_dir: str, model_key: str, dataset: str, data_version: str, settings_key: str
 ):
     """Evaluate the model on one dataset; returns the full EvaluationResult (for the report)."""
-    from entroad.checkpoint import read_checkpoint_config
     from entroad.evaluate import evaluate
 
-    random_init = bool(read_checkpoint_config(model_dir)["backbone"].get("random_init"))
-    with random_init_build_lock() if random_init else nullcontext():
-        result = evaluate(model_dir, [dataset], params, None, progress=False)
+    result = evaluate(model_dir, [dataset], params, None, progress=False)
     found = result.datasets[0].data_version
     if found != data_version:
         run_logger().warning("%s: data version changed during the run (%s -> %s)", dataset, data_version, found)
