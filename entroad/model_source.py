@@ -108,7 +108,11 @@ def cached_checkpoint(source: str | Path, params: Params | None = None, cache_di
         tmp = dest.with_name(dest.name + ".part")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _download(text, tmp, params)
+        try:
+            _download(text, tmp, params)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         os.replace(tmp, dest)
     return find_checkpoint_dir(dest)
 
