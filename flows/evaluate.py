@@ -13,30 +13,12 @@ from typing import Any
 
 from prefect import flow, unmapped
 
+from entroad.model_source import cached_checkpoint
 from entroad.tracking.keys import checkpoint_key, digest, evaluation_settings_key
 from flows import tasks
 from flows.common import DEFAULT_PARAMS, evaluation_runner, publish_markdown, read_params, run_logger
 
 TABLE_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
-
-
-def local_model(model: str, params) -> str:
-    """A local checkpoint folder for ``model`` (an MLflow URI is downloaded once under runs/models/)."""
-    from entroad.model_source import find_checkpoint_dir, is_mlflow_uri
-
-    if not is_mlflow_uri(model):
-        return str(find_checkpoint_dir(Path(model)))
-    import re
-
-    import mlflow
-
-    from entroad.tracking import store
-
-    store.connect(params)
-    dest = Path("runs") / "models" / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-    if not dest.exists():
-        mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(dest))
-    return str(find_checkpoint_dir(dest))
 
 
 def results_markdown(summary: dict[str, Any]) -> str:
@@ -75,7 +57,7 @@ def evaluate_flow(
         from entroad.errors import ConfigError
 
         raise ConfigError("no datasets to evaluate: set evaluation.targets in params.yaml or pass datasets")
-    model_dir = local_model(model, params)
+    model_dir = str(cached_checkpoint(model, params))
     versions = {n: tasks.data_version_of(params, n) for n in names}  # a missing dataset fails here, clearly
     model_key, settings_key = checkpoint_key(model_dir), evaluation_settings_key(params)
     eval_key = digest({"model": model_key, "settings": settings_key, "data": versions})

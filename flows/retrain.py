@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import flow
 
-from entroad.tracking.lock import pipeline_lock
+from entroad.locks import pipeline_lock
 from flows import evaluate as evaluate_mod
 from flows.common import DEFAULT_PARAMS, publish_markdown, read_params, relpath, run_logger
 from flows.ingest import datasets_for_retrain, ingest_flow

@@ -92,7 +92,7 @@ def test_threshold_sources(checkpoint, tmp_path):
 
 def test_dicom_folder_gets_pseudonymous_ids_and_no_phi(loaded_model, tmp_path, monkeypatch):
     checkpoint = loaded_model
-    from entroad.data.synthetic_dicom import PATIENT_DIR, PLANTED_PHI, PRIVATE_VALUE, write_dicom_study
+    from entroad.data.synthetic.dicom_study import PATIENT_DIR, PLANTED_PHI, PRIVATE_VALUE, write_dicom_study
 
     monkeypatch.setenv("ENTROAD_DEID_SALT", "test-salt")
     src = tmp_path / "export"

@@ -122,7 +122,7 @@ def test_failed_training_or_evaluation_registers_nothing(repo, in_dir, monkeypat
 
 
 def test_second_retrain_at_once_fails_clearly(repo, in_dir):
-    from entroad.tracking.lock import pipeline_lock
+    from entroad.locks import pipeline_lock
 
     in_dir(repo)
     with pipeline_lock(repo, what="retrain flow"):
