@@ -14,13 +14,6 @@ Definitions (METHOD.md §8; the conventions of the field's reference implementat
   cumulative sum of per-pixel weights ``1/(K |R(p)|)``, so the curve streams like a histogram.
 
 All functions return fractions in [0, 1]; tables multiply by 100.
-
-Streaming pixel metrics: :class:`PixelMetricAccumulator` keeps either every pixel (exact) or
-three fixed-bin histograms over the score range (binned: anomalous-pixel counts, normal-pixel
-counts, region weights). Binned values are the *exact* metrics of the scores quantised to the
-bins; :class:`PixelMetrics.bound` gives a rigorous, data-dependent bound on the distance to
-the exact values (see :func:`_binning_bounds`). ``mode="auto"`` stays exact until a pixel
-budget is exceeded, then converts what it holds into histograms and continues binned.
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """Streaming pixel metrics (exact or binned) and AUPRO over 8-connected ground-truth regions.
 
-Definitions are in :mod:`entroad.evaluation.metrics`; this module only accumulates pixels.
+Definitions are in :mod:`entroad.evaluation.metrics`. :class:`PixelMetricAccumulator` keeps
+either every pixel (exact) or three fixed-bin histograms over the score range (binned:
+anomalous-pixel counts, normal-pixel counts, region weights). Binned values are the *exact* metrics of the scores quantised to the
+bins; :class:`PixelMetrics.bound` gives a rigorous, data-dependent bound on the distance to
+the exact values (see :func:`_binning_bounds`). ``mode="auto"`` stays exact until a pixel
+budget is exceeded, then converts what it holds into histograms and continues binned.
 """
 
 from __future__ import annotations
