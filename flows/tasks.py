@@ -86,7 +86,7 @@ def evaluate_dataset(
     params: Params, model_dir: str, model_key: str, dataset: str, data_version: str, settings_key: str
 ):
     """Evaluate the model on one dataset; returns the full EvaluationResult (for the report)."""
-    from entroad.evaluate import evaluate
+    from entroad.evaluation.engine import evaluate
 
     result = evaluate(model_dir, [dataset], params, None, progress=False)
     found = result.datasets[0].data_version
@@ -98,33 +98,15 @@ def evaluate_dataset(
 @task(name="write-evaluation-report")
 def write_report(results: list, out_dir: str) -> dict[str, Any]:
     """Merge the per-dataset results into one cross-domain result; write results + report."""
-    from entroad.evaluate import EvaluationResult, write_results
+    from entroad.evaluation.summary import write_merged
 
-    first = results[0]
-    merged = EvaluationResult(
-        model=first.model, datasets=[d for r in results for d in r.datasets], settings=first.settings,
-    )
-    write_results(merged, out_dir)
-    return summarize(merged, out_dir)
-
-
-def summarize(result, out_dir: str) -> dict[str, Any]:
-    from entroad.tracking.runs import target_means
-
-    return {
-        "out_dir": str(Path(out_dir).resolve()),
-        "report": str((Path(out_dir) / "report.html").resolve()),
-        "random_init": result.random_init,
-        "datasets": {d.name: {"domain": d.domain, "data_version": d.data_version, "in_domain": d.in_domain,
-                              "n_images": d.n_images, "metrics": dict(d.metrics)} for d in result.datasets},
-        "target_means": target_means(result),
-    }
+    return write_merged(results, out_dir)
 
 
 @task(name="log-evaluation-run", retries=2, retry_delay_seconds=5)
 def log_evaluation(params: Params, results: list, out_dir: str, train_run_id: str, eval_key: str) -> dict[str, Any]:
     """The MLflow evaluation run (nested under the training run); reused when already logged."""
-    from entroad.evaluate import EvaluationResult
+    from entroad.evaluation.summary import merge_results
     from entroad.tracking import runs, store
 
     client = store.client(params)
@@ -132,9 +114,7 @@ def log_evaluation(params: Params, results: list, out_dir: str, train_run_id: st
                 if r.data.tags.get("entroad.eval_key") == eval_key]
     if existing:
         return {"run_id": existing[0].info.run_id, "reused": True}
-    first = results[0]
-    merged = EvaluationResult(model=first.model, datasets=[d for r in results for d in r.datasets], settings=first.settings)
-    run_id = runs.log_evaluation_run(params, merged, train_run_id=train_run_id, out_dir=out_dir,
+    run_id = runs.log_evaluation_run(params, merge_results(results), train_run_id=train_run_id, out_dir=out_dir,
                                      run_name=f"evaluate-{eval_key}", tags={"entroad.eval_key": eval_key})
     return {"run_id": run_id, "reused": False}
 

@@ -99,7 +99,7 @@ def reevaluate_version(
     params: Params, mv, datasets: list[str], out_dir: str | Path | None = None, root: str | Path | None = None
 ) -> str:
     """Evaluate a registered version on ``datasets`` (current data) and log it; returns the run id."""
-    from entroad.evaluate import evaluate
+    from entroad.evaluation.engine import evaluate
 
     name = params.tracking.registered_model
     store.connect(params, root)

@@ -123,7 +123,7 @@ def test_missing_input_is_a_clear_error(loaded_model, tmp_path):
 
 
 def test_overlay_places_heat_where_the_map_is_high():
-    from entroad.predict import overlay_image
+    from entroad.predict.overlays import overlay_image
 
     img = Image.fromarray(np.full((40, 60, 3), 128, np.uint8))
     amap = np.zeros((40, 60), np.float32)
