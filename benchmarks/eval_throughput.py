@@ -37,7 +37,8 @@ import torch  # noqa: E402
 from entroad.config import params_from_dict  # noqa: E402
 from entroad.data.synthetic import FAMILIES, write_processed_dataset  # noqa: E402
 from entroad.data.torch_dataset import ManifestImageDataset  # noqa: E402
-from entroad.evaluate import run_evaluation, write_results  # noqa: E402
+from entroad.evaluation.engine import run_evaluation  # noqa: E402
+from entroad.evaluation.writers import write_results  # noqa: E402
 from entroad.model import EntroAD  # noqa: E402
 
 TINY = {

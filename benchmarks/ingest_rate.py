@@ -44,7 +44,7 @@ def write_series(root: Path, n: int, syntax: str) -> list[Path]:
     import pydicom
     from pydicom.uid import RLELossless
 
-    from entroad.data.synthetic_dicom import head_phantom, write_dicom_image
+    from entroad.data.synthetic.dicom_study import head_phantom, write_dicom_image
 
     rng = np.random.default_rng(0)
     files = []

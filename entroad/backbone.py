@@ -32,6 +32,7 @@ import torch
 
 from entroad.config import BackboneConfig
 from entroad.errors import ConfigError, UnsupportedBackboneError, WeightsNotFoundError
+from entroad.rng import seeded_init
 
 log = logging.getLogger(__name__)
 
@@ -370,9 +371,9 @@ def load_backbone(cfg: BackboneConfig, *, allow_fallback: bool | None = None) ->
         )
     quick_gelu = _tag_quick_gelu(name, pretrained)
     if weights is None:
-        # Seeded so that a checkpoint of a random-init run can rebuild the very same backbone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.init_seed)
+        # Seeded so that a checkpoint of a random-init run can rebuild the very same backbone;
+        # a private generator, so concurrent builds in other threads cannot perturb it.
+        with seeded_init(cfg.init_seed):
             model = _create(name, None, image_size, quick_gelu)
     else:
         log.info("Loading %s weights from %s", name, weights)

@@ -23,6 +23,7 @@ from entroad import __version__
 from entroad.backbone import BackboneInfo, load_backbone, resolve_device, resolve_dtype
 from entroad.config import BackboneConfig, ModelConfig
 from entroad.errors import BackboneMismatchError, CheckpointError, ConfigError
+from entroad.model import EntroAD
 
 FORMAT = "entroad-checkpoint"
 FORMAT_VERSION = 1
@@ -35,7 +36,7 @@ def is_checkpoint(path: str | Path) -> bool:
     return (p / WEIGHTS_FILE).is_file() and (p / CONFIG_FILE).is_file()
 
 
-def save_checkpoint(model, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(model: EntroAD, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write the checkpoint folder atomically (temp folder, then rename)."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
@@ -112,11 +113,9 @@ def load_checkpoint(
     device: str | torch.device | None = None,
     overrides: dict[str, Any] | None = None,
     weights: str | None = None,
-):
-    """Rebuild the trained model. ``weights`` points at the backbone file on this machine
+) -> EntroAD:
+    """Rebuild the trained model; ``overrides`` ({"entropy": "none"}) builds an ablation variant. ``weights`` points at the backbone file on this machine
     when it lives elsewhere than at training time (its SHA-256 must still match)."""
-    from entroad.model import EntroAD
-
     p = Path(path)
     cfg = read_checkpoint_config(p)
     info = BackboneInfo.from_json(cfg["backbone"])

@@ -29,6 +29,7 @@ from entroad.config import ModelConfig, Params
 from entroad.entropy import patch_entropy
 from entroad.errors import ConfigError, InputError
 from entroad.prompts import PromptLearner, TextParts, prior_text_embeddings
+from entroad.rng import seeded_init
 from entroad.routing import ResidualMLP, Router, _inverse_softplus, routed_tokens
 from entroad.vision import TwoStreamVisual
 
@@ -167,23 +168,14 @@ class EntroAD(nn.Module):
     def build(cls, params: Params, device: str | torch.device | None = None) -> EntroAD:
         """Backbone per ``params.backbone`` (with its fallback rule) + fresh learnable parts.
 
-        Learnable tensors are initialised from ``train.seed`` so two builds are identical.
+        Learnable tensors are initialised from ``train.seed`` (a private generator, safe in
+        threads) so two builds are identical.
         """
         backbone = load_backbone(params.backbone)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(params.train.seed)
+        with seeded_init(params.train.seed):
             model = cls(backbone, params.model)
         dev = torch.device(device) if device is not None else resolve_device(params.backbone.device)
         return model.to_device(dev, resolve_dtype(params.backbone.precision, dev))
-
-    @classmethod
-    def from_checkpoint(
-        cls, path, device: str | torch.device | None = None, overrides: dict[str, Any] | None = None
-    ) -> EntroAD:
-        """Load a checkpoint folder; ``overrides`` ({"entropy": "none"}) builds an ablation variant."""
-        from entroad.checkpoint import load_checkpoint
-
-        return load_checkpoint(path, device=device, overrides=overrides)
 
     def to_device(self, device: torch.device, dtype: torch.dtype = torch.float32) -> EntroAD:
         """Move to ``device``; ``dtype`` is the autocast dtype of the forward (weights stay fp32)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,8 +18,11 @@ from typing import Any
 import torch
 import yaml
 
-from entroad.config import Params
+from entroad.backbone import resolve_device, resolve_dtype
+from entroad.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint, load_checkpoint
+from entroad.config import Params, load_params
 from entroad.errors import CheckpointError, ConfigError
+from entroad.tracking.store import connect
 
 BASE_VARIANT = "full"  # the model as trained; ablation variants get their own names
 
@@ -32,8 +36,6 @@ def is_mlflow_uri(source: str) -> bool:
 def find_checkpoint_dir(root: Path) -> Path:
     """The folder holding ``weights.safetensors`` + ``config.json`` anywhere under ``root``
     (a folder named ``checkpoint`` wins when there are several)."""
-    from entroad.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_checkpoint
-
     if is_checkpoint(root):
         return root
     hits = sorted({p.parent for p in root.rglob(WEIGHTS_FILE) if (p.parent / CONFIG_FILE).is_file()})
@@ -45,10 +47,38 @@ def find_checkpoint_dir(root: Path) -> Path:
 
 def _connect_mlflow(params: Params | None) -> None:
     """Point MLflow's tracking and registry at the project's store (same rules as training)."""
-    from entroad.config import load_params
-    from entroad.tracking.store import connect
-
     connect(params if params is not None else load_params(None))
+
+
+MODEL_CACHE_DIR = Path("runs") / "models"  # MLflow models the pipeline downloaded, one folder per URI
+
+
+def _local_folder(text: str) -> Path:
+    p = Path(text).expanduser()
+    if not p.exists():
+        raise CheckpointError(
+            f"{p}: no such checkpoint folder; pass the folder written by `entroad train` (…/model) "
+            "or an MLflow URI such as models:/entroad@champion"
+        )
+    return find_checkpoint_dir(p)
+
+
+def _download(uri: str, dst: Path, params: Params | None) -> Path:
+    """Download the MLflow artifacts of ``uri`` into ``dst``; returns the local folder."""
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        raise CheckpointError("MLflow URIs need the mlflow package (pip install mlflow)") from None
+    # MLflow's per-file download bar (~90 files of a pyfunc model) would drown our own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _connect_mlflow(params)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except Exception as e:  # mlflow raises many types (MlflowException, OSError, ...)
+        raise CheckpointError(
+            f"cannot download {uri} from MLflow at {mlflow.get_tracking_uri()}: {str(e).rstrip('.')}. "
+            "Check the model name/alias (`entroad models` lists them) or set MLFLOW_TRACKING_URI"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -57,33 +87,34 @@ def resolved_checkpoint(source: str | Path, params: Params | None = None) -> Ite
     into a temporary folder (removed on exit)."""
     text = str(source)
     if not is_mlflow_uri(text):
-        p = Path(text).expanduser()
-        if not p.exists():
-            raise CheckpointError(
-                f"{p}: no such checkpoint folder; pass the folder written by `entroad train` (…/model) "
-                "or an MLflow URI such as models:/entroad@champion"
-            )
-        yield find_checkpoint_dir(p)
+        yield _local_folder(text)
         return
-    try:
-        import mlflow
-    except ImportError:  # pragma: no cover - mlflow is a dependency
-        raise CheckpointError("MLflow URIs need the mlflow package (pip install mlflow)") from None
-    # MLflow's per-file download bar (~90 files of a pyfunc model) would drown our own output.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tmp = Path(tempfile.mkdtemp(prefix="entroad-model-"))
     try:
-        _connect_mlflow(params)
-        try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=str(tmp))
-        except Exception as e:  # mlflow raises many types (MlflowException, OSError, ...)
-            raise CheckpointError(
-                f"cannot download {text} from MLflow at {mlflow.get_tracking_uri()}: {str(e).rstrip('.')}. "
-                "Check the model name/alias (`entroad models` lists them) or set MLFLOW_TRACKING_URI"
-            ) from None
-        yield find_checkpoint_dir(Path(local))
+        yield find_checkpoint_dir(_download(text, tmp, params))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_checkpoint(source: str | Path, params: Params | None = None, cache_dir: str | Path = MODEL_CACHE_DIR) -> Path:
+    """A local checkpoint folder for ``source`` that outlives the call (the pipeline's cache
+    keys hash its content): a folder as is, an MLflow URI downloaded once under ``cache_dir``."""
+    text = str(source)
+    if not is_mlflow_uri(text):
+        return _local_folder(text)
+    dest = Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    if not dest.exists():
+        # into a temporary sibling first: an interrupted download is never taken for a model
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            _download(text, tmp, params)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        os.replace(tmp, dest)
+    return find_checkpoint_dir(dest)
 
 
 def parse_ablations(spec: str | Sequence[str] | None) -> dict[str, dict[str, Any]]:
@@ -121,9 +152,6 @@ def load_models(
     weights: str | None = None,
 ) -> dict[str, Any]:
     """The full model and one model per ablation variant, on ``device``."""
-    from entroad.backbone import resolve_device, resolve_dtype
-    from entroad.checkpoint import load_checkpoint
-
     dev = torch.device(device) if device is not None else resolve_device(params.backbone.device)
     dtype = resolve_dtype(params.backbone.precision, dev)
     models = {}

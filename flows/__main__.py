@@ -11,18 +11,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import typer
-from rich.console import Console
-
-from entroad.errors import EntroADError
 
 # Task results (the cross-run cache) live in this checkout, not in ~/.prefect: two checkouts on
 # one machine must not serve each other's cached results, which name their own folders.
+# Set before anything imports prefect, which reads its settings once at import.
 os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(Path.cwd() / ".prefect" / "storage"))
 
-console = Console(soft_wrap=True)  # paths and commands stay on one line (copy-paste)
+import typer  # noqa: E402
+
+from flows.console import console, print_summary, run_or_exit, ui_lines  # noqa: E402
+
 app = typer.Typer(
     name="python -m flows",
     help="EntroAD-Pipeline Prefect flows (run from the repository root; local Prefect unless PREFECT_API_URL is set).",
@@ -33,57 +31,6 @@ app = typer.Typer(
 
 ParamsOpt = typer.Option("params.yaml", "--params", "-p", help="params.yaml to read.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override one key, e.g. --set train.epochs=3 (repeatable).")
-
-REAL_WEIGHTS_HELP = (
-    "To use real CLIP weights: `entroad weights fetch --name ViT-L-14-336 --tag openai` (with network), or on an "
-    "air-gapped machine `entroad weights import PATH --name ViT-L-14-336 --tag openai`; then set "
-    "`backbone.random_init_fallback: false` in params.yaml and run `make quickstart` again."
-)
-
-
-def ui_lines() -> list[str]:
-    from entroad.tracking import store
-    from flows.common import read_params
-
-    return store.ui_lines(read_params())
-
-
-def print_summary(s: dict[str, Any], seconds: float) -> None:
-    from flows.common import relpath
-
-    console.rule("[bold]EntroAD retrain finished")
-    verdict = s["verdict"].replace("_", " ")
-    console.print(f"model version [bold]v{s['version']}[/]: {verdict}; [bold green]@champion = v{s['champion']}[/]")
-    means = ", ".join(f"{k} {v:.1f}" for k, v in s["target_means"].items() if k in {"image_auroc", "pixel_auroc", "pixel_aupro"})
-    console.print(f"target-domain means (%): {means or '—'}")
-    console.print(f"report:  {relpath(s['report'])}")
-    console.print(f"results: {relpath(s['results'])}")
-    if s["skipped"]:
-        console.print(f"[cyan]skipped (already done, {len(s['skipped'])}):[/]")
-        for item in s["skipped"]:
-            console.print(f"  - {item}")
-    else:
-        console.print("nothing was skipped (first run with this data + params)")
-    if s["random_init"]:
-        console.print(
-            f"[bold yellow]NOTE:[/] the tiny RANDOM-INIT backbone [bold]{s['backbone']}[/] was used because no pretrained "
-            "weights were found, so the scores only show that the pipeline works."
-        )
-        if s.get("fallback_reason"):
-            console.print(f"  why: {s['fallback_reason']}", soft_wrap=True)
-        console.print(f"  {REAL_WEIGHTS_HELP}", soft_wrap=True)
-    for line in ui_lines():
-        console.print(line, soft_wrap=True)
-    console.print(f"done in {seconds:.0f} s")
-
-
-def _run(fn, *args, **kwargs) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except EntroADError as e:
-        console.print(f"[red]error:[/] {e}", soft_wrap=True)
-        sys.exit(e.exit_code)
-
 
 @app.command()
 def quickstart(params: str = ParamsOpt) -> None:
@@ -97,7 +44,7 @@ def quickstart(params: str = ParamsOpt) -> None:
     console.rule("[bold]EntroAD quickstart")
     console.print("ingest sample data (DVC) -> train -> cross-domain evaluation -> MLflow registry -> promotion gate")
     t0 = time.perf_counter()
-    summary = _run(retrain_flow, params)
+    summary = run_or_exit(retrain_flow, params)
     print_summary(summary, time.perf_counter() - t0)
 
 
@@ -112,7 +59,7 @@ def retrain(
     from flows.retrain import retrain_flow
 
     t0 = time.perf_counter()
-    summary = _run(retrain_flow, params, overrides or [], force_ingest=force_ingest, push=push)
+    summary = run_or_exit(retrain_flow, params, overrides or [], force_ingest=force_ingest, push=push)
     print_summary(summary, time.perf_counter() - t0)
 
 
@@ -127,7 +74,7 @@ def ingest(
     """Ingest datasets through their DVC stages (unchanged ones are skipped)."""
     from flows.ingest import ingest_flow
 
-    res = _run(ingest_flow, params, overrides or [], datasets=names or None, force=force, push=push)
+    res = run_or_exit(ingest_flow, params, overrides or [], datasets=names or None, force=force, push=push)
     for name, r in res.items():
         console.print(f"{name}: {'unchanged' if r['skipped'] else 'ingested'} ({r['version']})")
 
@@ -137,7 +84,7 @@ def train(params: str = ParamsOpt, overrides: list[str] | None = SetOpt) -> None
     """Train on train.dataset (cached on data + params) and log the model to MLflow."""
     from flows.train import train_flow
 
-    info = _run(train_flow, params, overrides or [])
+    info = run_or_exit(train_flow, params, overrides or [])
     console.print(f"model: {info['model_dir']} ({'cache hit' if info['cached'] else 'trained'}); "
                   f"MLflow run {info['mlflow']['run_id']}")
 
@@ -153,8 +100,8 @@ def evaluate(
     from flows.common import read_params
     from flows.evaluate import with_runner
 
-    p = _run(read_params, params, overrides or [])
-    res = _run(with_runner(p), model, params, overrides or [], datasets=data or None)
+    p = run_or_exit(read_params, params, overrides or [])
+    res = run_or_exit(with_runner(p), model, params, overrides or [], datasets=data or None)
     console.print(f"report: {res['report']} (cache hits: {', '.join(res['cached']) or 'none'})")
 
 
@@ -169,7 +116,7 @@ def serve(params: str = ParamsOpt, overrides: list[str] | None = SetOpt) -> None
     """
     from flows.deploy import serve_retrain
 
-    _run(serve_retrain, params, overrides or [])
+    run_or_exit(serve_retrain, params, overrides or [])
 
 
 @app.command()

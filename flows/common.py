@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,6 @@ DEFAULT_PARAMS = "params.yaml"
 def read_params(params_path: str | None = DEFAULT_PARAMS, overrides: Sequence[str] | None = None) -> Params:
     """params.yaml (relative to the working directory, the repository root) + ``--set`` overrides."""
     return load_params(params_path or DEFAULT_PARAMS, list(overrides or []))
-
-
-# Building a random-init backbone seeds torch's global RNG: two threads doing it at once get
-# different weights (and the checkpoint check then refuses them). Such evaluations take turns.
-# Behind a function: Dask pickles task functions by value, and a lock cannot be pickled.
-_RANDOM_INIT_BUILD = threading.Lock()
-
-
-def random_init_build_lock() -> threading.Lock:
-    return _RANDOM_INIT_BUILD
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:

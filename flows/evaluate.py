@@ -13,48 +13,13 @@ from typing import Any
 
 from prefect import flow, unmapped
 
+from entroad.model_source import cached_checkpoint
+from entroad.evaluation.summary import merge_results, summarize, summary_markdown
 from entroad.tracking.keys import checkpoint_key, digest, evaluation_settings_key
 from flows import tasks
 from flows.common import DEFAULT_PARAMS, evaluation_runner, publish_markdown, read_params, run_logger
 
-TABLE_METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
 
-
-def local_model(model: str, params) -> str:
-    """A local checkpoint folder for ``model`` (an MLflow URI is downloaded once under runs/models/)."""
-    from entroad.model_source import find_checkpoint_dir, is_mlflow_uri
-
-    if not is_mlflow_uri(model):
-        return str(find_checkpoint_dir(Path(model)))
-    import re
-
-    import mlflow
-
-    from entroad.tracking import store
-
-    store.connect(params)
-    dest = Path("runs") / "models" / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
-    if not dest.exists():
-        mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(dest))
-    return str(find_checkpoint_dir(dest))
-
-
-def results_markdown(summary: dict[str, Any]) -> str:
-    head = "| dataset | domain | data version | " + " | ".join(TABLE_METRICS) + " |"
-    lines = ["## EntroAD cross-domain evaluation", ""]
-    if summary["random_init"]:
-        lines += ["> **RANDOM-INIT BACKBONE**: these numbers only show that the pipeline runs.", ""]
-    lines += [head, "|---|---|---|" + "---|" * len(TABLE_METRICS)]
-    for name, d in summary["datasets"].items():
-        vals = [d["metrics"].get(k) for k in TABLE_METRICS]
-        cells = ["—" if v is None else f"{v:.1f}" for v in vals]
-        lines.append(f"| {name}{' (in-domain)' if d['in_domain'] else ''} | {d['domain']} | `{d['data_version'][:14]}` | "
-                     + " | ".join(cells) + " |")
-    means = summary.get("target_means", {})
-    lines.append("| **mean (targets)** | | | " + " | ".join("—" if means.get(k) is None else f"**{means[k]:.1f}**"
-                                                      for k in TABLE_METRICS) + " |")
-    lines += ["", f"Report: `{summary['report']}`"]
-    return "\n".join(lines) + "\n"
 
 
 @flow(name="entroad-evaluate", log_prints=True)
@@ -75,7 +40,7 @@ def evaluate_flow(
         from entroad.errors import ConfigError
 
         raise ConfigError("no datasets to evaluate: set evaluation.targets in params.yaml or pass datasets")
-    model_dir = local_model(model, params)
+    model_dir = str(cached_checkpoint(model, params))
     versions = {n: tasks.data_version_of(params, n) for n in names}  # a missing dataset fails here, clearly
     model_key, settings_key = checkpoint_key(model_dir), evaluation_settings_key(params)
     eval_key = digest({"model": model_key, "settings": settings_key, "data": versions})
@@ -90,7 +55,7 @@ def evaluate_flow(
     if cached:
         log.info("evaluation: cache hit for %s", ", ".join(cached))
     if len(cached) == len(names) and (out / "results.json").is_file() and (out / "report.html").is_file():
-        summary = tasks.summarize(_merge(results), str(out))
+        summary = summarize(merge_results(results), str(out))
         summary["report_reused"] = True
     else:
         summary = tasks.write_report(results, str(out))
@@ -98,15 +63,8 @@ def evaluate_flow(
     summary.update(eval_key=eval_key, cached=cached, model_dir=model_dir)
     if train_run_id:
         summary["mlflow"] = tasks.log_evaluation(params, results, str(out), train_run_id, eval_key)
-    publish_markdown("entroad-evaluation", results_markdown(summary), "Cross-domain evaluation of this run")
+    publish_markdown("entroad-evaluation", summary_markdown(summary), "Cross-domain evaluation of this run")
     return summary
-
-
-def _merge(results: list):
-    from entroad.evaluate import EvaluationResult
-
-    first = results[0]
-    return EvaluationResult(model=first.model, datasets=[d for r in results for d in r.datasets], settings=first.settings)
 
 
 def with_runner(params):

@@ -16,7 +16,8 @@ from typing import Any
 
 from prefect import flow
 
-from entroad.tracking.lock import pipeline_lock
+from entroad.evaluation.summary import summary_markdown
+from entroad.locks import pipeline_lock
 from flows import evaluate as evaluate_mod
 from flows.common import DEFAULT_PARAMS, publish_markdown, read_params, relpath, run_logger
 from flows.ingest import datasets_for_retrain, ingest_flow
@@ -79,7 +80,7 @@ def retrain_flow(
     }
     publish_markdown(
         "entroad-retrain",
-        evaluate_mod.results_markdown(evaluation) + "\n" + (gate["markdown"] or "") + "\n"
+        summary_markdown(evaluation) + "\n" + (gate["markdown"] or "") + "\n"
         + ("**Skipped (already done):** " + "; ".join(skipped) if skipped else "Nothing was skipped."),
         f"EntroAD retrain: v{registered['version']} {gate['verdict']}",
     )

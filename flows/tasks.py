@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +19,10 @@ from prefect import task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from entroad.config import Params
-from flows.common import random_init_build_lock, run_logger
+from flows.common import run_logger
 
 # Cross-run cache: the named key inputs decide, never the Params object or a path.
 CONTENT_CACHE = (INPUTS - "params" - "run_dir" - "model_dir") + TASK_SOURCE
-MLFLOW_RUN_FILE = "mlflow-run.json"  # in a training folder: which MLflow run holds its model
 
 
 # ---------------------------------------------------------------------------------- data
@@ -70,69 +67,17 @@ def data_version_of(params: Params, name: str) -> str:
 @task(name="train-model", task_run_name="train-{train_key}", cache_policy=CONTENT_CACHE, persist_result=True)
 def train_model(params: Params, train_key: str, data_version: str, run_dir: str) -> dict[str, Any]:
     """Train into ``run_dir`` (resuming an interrupted run there); returns where the model is."""
-    from entroad.train import train
+    from entroad.tracking.training import train_in_folder
 
-    log = run_logger()
-    out = Path(run_dir)
-    resume = (out / "checkpoints").is_dir()
-    result = train(params, out, resume=resume, progress=False)
-    if result.data_version != data_version:
-        log.warning("training data changed during the run: %s != %s", result.data_version, data_version)
-    resumed = f" (resumed after epoch {result.resumed_from})" if result.resumed_from else ""
-    log.info("trained %d epoch(s)%s; final loss %.4f", result.epochs_run, resumed, result.history[-1]["loss"])
-    return _train_info(result)
-
-
-def _train_info(result) -> dict[str, Any]:
-    from entroad.tracking.keys import checkpoint_key
-
-    return {
-        "run_dir": str(Path(result.out_dir).resolve()),
-        "model_dir": str(Path(result.model_dir).resolve()),
-        "model_key": checkpoint_key(result.model_dir),
-        "dataset": result.dataset,
-        "data_version": result.data_version,
-        "epochs": len(result.history),
-        "final_loss": float(result.history[-1]["loss"]),
-        "backbone": result.backbone.to_json(),
-    }
+    return train_in_folder(params, run_dir, data_version)
 
 
 @task(name="log-training-run", retries=2, retry_delay_seconds=5)
 def log_training(params: Params, train_info: dict[str, Any]) -> dict[str, Any]:
     """The MLflow training run of this model: reused when the store already has it."""
-    from entroad.tracking import store
-    from entroad.tracking.runs import log_training_run, model_uri_of
-    from entroad.train import train
+    from entroad.tracking.training import log_training_once
 
-    log = run_logger()
-    run_dir = Path(train_info["run_dir"])
-    marker = run_dir / MLFLOW_RUN_FILE
-    target = store.connect(params)
-    if marker.is_file():
-        known = json.loads(marker.read_text())
-        if known.get("tracking_uri") == target.uri and _finished_run(params, known["run_id"]):
-            return {"run_id": known["run_id"], "model_uri": known["model_uri"], "reused": True}
-    # finished folder + resume=True: no epochs, just the TrainResult the logger needs
-    result = train(params, run_dir, resume=True, progress=False)
-    run_id = log_training_run(params, result, run_name=f"train-{run_dir.name}",
-                              tags={"entroad.train_key": train_info.get("train_key", run_dir.name)})
-    info = {"run_id": run_id, "model_uri": model_uri_of(run_id), "tracking_uri": target.uri}
-    marker.write_text(json.dumps(info, indent=2) + "\n")
-    log.info("MLflow training run %s, model %s", run_id, info["model_uri"])
-    return {**info, "reused": False}
-
-
-def _finished_run(params: Params, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    from entroad.tracking import store
-
-    try:
-        run = store.client(params, check=False).get_run(run_id)
-    except MlflowException:
-        return False
-    return run.info.status == "FINISHED" and run.info.lifecycle_stage == "active"
+    return log_training_once(params, train_info["run_dir"], train_info.get("train_key"))
 
 
 # ---------------------------------------------------------------------------------- evaluate
@@ -141,12 +86,9 @@ def evaluate_dataset(
     params: Params, model_dir: str, model_key: str, dataset: str, data_version: str, settings_key: str
 ):
     """Evaluate the model on one dataset; returns the full EvaluationResult (for the report)."""
-    from entroad.checkpoint import read_checkpoint_config
-    from entroad.evaluate import evaluate
+    from entroad.evaluation.engine import evaluate
 
-    random_init = bool(read_checkpoint_config(model_dir)["backbone"].get("random_init"))
-    with random_init_build_lock() if random_init else nullcontext():
-        result = evaluate(model_dir, [dataset], params, None, progress=False)
+    result = evaluate(model_dir, [dataset], params, None, progress=False)
     found = result.datasets[0].data_version
     if found != data_version:
         run_logger().warning("%s: data version changed during the run (%s -> %s)", dataset, data_version, found)
@@ -156,33 +98,15 @@ def evaluate_dataset(
 @task(name="write-evaluation-report")
 def write_report(results: list, out_dir: str) -> dict[str, Any]:
     """Merge the per-dataset results into one cross-domain result; write results + report."""
-    from entroad.evaluate import EvaluationResult, write_results
+    from entroad.evaluation.summary import write_merged
 
-    first = results[0]
-    merged = EvaluationResult(
-        model=first.model, datasets=[d for r in results for d in r.datasets], settings=first.settings,
-    )
-    write_results(merged, out_dir)
-    return summarize(merged, out_dir)
-
-
-def summarize(result, out_dir: str) -> dict[str, Any]:
-    from entroad.tracking.runs import target_means
-
-    return {
-        "out_dir": str(Path(out_dir).resolve()),
-        "report": str((Path(out_dir) / "report.html").resolve()),
-        "random_init": result.random_init,
-        "datasets": {d.name: {"domain": d.domain, "data_version": d.data_version, "in_domain": d.in_domain,
-                              "n_images": d.n_images, "metrics": dict(d.metrics)} for d in result.datasets},
-        "target_means": target_means(result),
-    }
+    return write_merged(results, out_dir)
 
 
 @task(name="log-evaluation-run", retries=2, retry_delay_seconds=5)
 def log_evaluation(params: Params, results: list, out_dir: str, train_run_id: str, eval_key: str) -> dict[str, Any]:
     """The MLflow evaluation run (nested under the training run); reused when already logged."""
-    from entroad.evaluate import EvaluationResult
+    from entroad.evaluation.summary import merge_results
     from entroad.tracking import runs, store
 
     client = store.client(params)
@@ -190,9 +114,7 @@ def log_evaluation(params: Params, results: list, out_dir: str, train_run_id: st
                 if r.data.tags.get("entroad.eval_key") == eval_key]
     if existing:
         return {"run_id": existing[0].info.run_id, "reused": True}
-    first = results[0]
-    merged = EvaluationResult(model=first.model, datasets=[d for r in results for d in r.datasets], settings=first.settings)
-    run_id = runs.log_evaluation_run(params, merged, train_run_id=train_run_id, out_dir=out_dir,
+    run_id = runs.log_evaluation_run(params, merge_results(results), train_run_id=train_run_id, out_dir=out_dir,
                                      run_name=f"evaluate-{eval_key}", tags={"entroad.eval_key": eval_key})
     return {"run_id": run_id, "reused": False}
 
@@ -209,30 +131,6 @@ def register_model(params: Params, train_run_id: str, eval_run_id: str) -> dict[
 @task(name="promotion-gate")
 def promotion_gate(params: Params, version: str, reevaluation_dir: str) -> dict[str, Any]:
     """Run the gate for ``version`` unless it was already decided against today's champion."""
-    from entroad.tracking import registry, store
-    from entroad.tracking.gate import run_gate
+    from entroad.tracking.gate import gate_once
 
-    client = store.client(params)
-    name = params.tracking.registered_model
-    mv = registry.get_version(client, name, version)
-    champ = registry.version_by_alias(client, name, registry.CHAMPION)
-    decided = mv.tags.get(registry.TAG_DECISION, "pending")
-    compared = mv.tags.get("promotion.compared_to")
-    current = f"v{champ.version}" if champ is not None else "none"
-    if decided not in {"pending", "needs_reevaluation"} and (
-        compared == current or (champ is not None and str(champ.version) == str(version))
-    ):
-        return {"verdict": decided, "reused": True, "champion": str(champ.version) if champ else None,
-                "markdown": mv.description or "", "reasons": [mv.tags.get("promotion.reason", "")], "rows": []}
-    res = run_gate(params, version, reevaluate=True, reevaluation_dir=reevaluation_dir, hold_lock=False)
-    d = res.decision
-    return {
-        "verdict": d.verdict if d else "already_champion",
-        "reused": False,
-        "champion": res.champion_after,
-        "champion_before": res.champion_before,
-        "markdown": d.to_markdown() if d else res.message,
-        "reasons": d.reasons if d else [res.message],
-        "rows": d.table() if d else [],
-        "reevaluation_run": res.reevaluation_run,
-    }
+    return gate_once(params, version, reevaluation_dir)

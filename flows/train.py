@@ -9,22 +9,14 @@ cache is refreshed instead of trusting it). An interrupted training resumes in i
 from __future__ import annotations
 
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
-from entroad.checkpoint import is_checkpoint
-from entroad.tracking.keys import train_key
-from entroad.tracking.lock import pipeline_lock
+from entroad.locks import pipeline_lock
+from entroad.tracking.training import plan_training
 from flows import tasks
 from flows.common import DEFAULT_PARAMS, read_params, run_logger
-
-RUNS_DIR = "runs"
-
-
-def training_dir(params, key: str) -> Path:
-    return Path(RUNS_DIR) / f"{params.train.dataset}-{key}"
 
 
 @flow(name="entroad-train", log_prints=True)
@@ -48,10 +40,9 @@ def train_flow(
 def _train(params, data_version: str | None, track: bool) -> dict[str, Any]:
     log = run_logger()
     version = data_version or tasks.data_version_of(params, params.train.dataset)
-    key = train_key(params, version)
-    run_dir = training_dir(params, key)
+    key, run_dir, finished = plan_training(params, version)
     train_task = tasks.train_model
-    if not is_checkpoint(run_dir / "model"):
+    if not finished:
         train_task = train_task.with_options(refresh_cache=True)  # never trust a cache without its folder
     state = train_task(params, key, version, str(run_dir), return_state=True)
     info = {**state.result(), "train_key": key, "cached": state.name == "Cached"}

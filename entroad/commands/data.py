@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from entroad.commands._common import ParamsOpt, SetOpt, params_from_cli
-from entroad.config import DatasetSpec, Params
+from entroad.config import DatasetSpec, Params, apply_overrides
 from entroad.errors import ConfigError, DatasetError
 
 console = Console()
@@ -20,24 +20,6 @@ data_app = typer.Typer(
     name="data", help="Datasets: list, status, versions, bundled samples, AnomalyCLIP meta.json, DVC remote.",
     no_args_is_help=True,
 )
-
-
-def _kv(items: list[str] | None) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for it in items or []:
-        if "=" not in it:
-            raise ConfigError(f"--option {it!r} must look like key=value")
-        k, v = it.split("=", 1)
-        *parents, leaf = [part.strip() for part in k.split(".")]  # display.CT=subdural -> nested
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--option {it!r}: {part!r} is both a value and a group")
-        node[leaf] = yaml.safe_load(v) if v.strip() else None
-    return out
 
 
 def _quiet_logs() -> None:
@@ -86,7 +68,7 @@ def ingest_cmd(
     if json_out:
         _quiet_logs()
     p = params_from_cli(params, overrides)
-    extra = _kv(option)
+    extra = apply_overrides({}, option or [])  # -o display.CT=subdural -> nested, like --set
     for key, val in (("normal", normal), ("anomalous", anomalous or None), ("masks", masks),
                      ("mask_suffix", mask_suffix), ("class_name", class_name)):
         if val is not None:
@@ -134,10 +116,10 @@ def samples_cmd(
 
 def _rows(p: Params) -> list[dict[str, Any]]:
     from entroad.data.manifest import DATASET_FILE
-    from entroad.data.versioning import data_version, dataset_dir, recorded_dvc_hash
+    from entroad.data.versioning import data_version, dataset_dir, processed_root, recorded_dvc_hash
 
     names = [d.name for d in p.data.datasets]
-    processed = dataset_dir(p, "x").parent
+    processed = processed_root(p)
     if processed.is_dir():
         names += sorted(d.name for d in processed.iterdir() if (d / DATASET_FILE).is_file() and d.name not in names)
     rows = []
@@ -238,17 +220,13 @@ def fingerprint_cmd(
 @data_app.command("formats")
 def formats_cmd() -> None:
     """The raw layouts `ingest` understands and their options."""
-    from entroad.data.dicom import DICOM_OPTIONS
-    from entroad.data.formats import IMAGE_FORMATS
-    from entroad.data.formats.base import COMMON_OPTIONS
+    from entroad.data.formats import FORMATS
 
     t = Table(title="formats")
     for col in ("format", "domain", "layout", "options"):
         t.add_column(col)
-    for f in IMAGE_FORMATS.values():
-        t.add_row(f.name, f.domain, f.description, ", ".join(f"{k}={v}" for k, v in {**f.options, **COMMON_OPTIONS}.items()))
-    t.add_row("dicom", "medical", "folder of DICOM files (+ labels.csv, PNG/NIfTI masks)",
-              ", ".join(f"{k}={v}" for k, v in DICOM_OPTIONS.items()))
+    for f in FORMATS.values():
+        t.add_row(f.name, f.domain, f.description, ", ".join(f"{k}={v}" for k, v in f.option_defaults().items()))
     console.print(t)
 
 

@@ -30,7 +30,7 @@ def _split_names(values: list[str] | None) -> list[str]:
 
 
 def _metric_table(title: str, rows: list[dict], keys: list[str], first: list[str]) -> Table:
-    from entroad.evaluate import SHORT
+    from entroad.evaluation.tables import SHORT
 
     t = Table(title=title, title_justify="left")
     for c in first:  # names wrap rather than being cut to "mvtec…" on a narrow terminal
@@ -76,7 +76,8 @@ def evaluate_cmd(
         if val is not None:
             extra.append(f"evaluation.{key}={val}")
     p = params_from_cli(params, extra)
-    from entroad.evaluate import METRIC_KEYS, evaluate
+    from entroad.evaluation.engine import evaluate
+    from entroad.evaluation.metrics import METRIC_KEYS
 
     out_dir = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
     result = evaluate(
@@ -93,7 +94,7 @@ def evaluate_cmd(
         console.print(_metric_table("Ablation", result.ablation_table(), list(METRIC_KEYS), ["variant", "dataset"]))
     if save_operating_point:
         from entroad.model_source import is_mlflow_uri
-        from entroad.predict import save_operating_point as save_op
+        from entroad.predict.operating_point import save_operating_point as save_op
 
         if is_mlflow_uri(model):
             raise typer.BadParameter("--save-operating-point needs a local checkpoint folder, not an MLflow URI")
@@ -125,7 +126,7 @@ def predict_cmd(
     """Score unlabelled images for a site: scores.csv (pseudonymous ids for DICOM), overlay PNGs,
     optional threshold. Rerunning on the same --out resumes (already-scored files are skipped)."""
     p = params_from_cli(params, overrides)
-    from entroad.predict import predict
+    from entroad.predict.run import predict
 
     res = predict(
         model, input_path, out, params=p, threshold=threshold, threshold_dataset=threshold_dataset,

@@ -25,12 +25,7 @@ import entroad.data as _pkg
 INGEST_CODE: tuple[str, ...] = (
     "formats",
     "convert.py",
-    "deid.py",
-    "dicom.py",
-    "dicom_labels.py",
-    "dicom_masks.py",
-    "dicom_pixels.py",
-    "dicom_scan.py",
+    "dicom",
     "fingerprint.py",
     "images.py",
     "ingest.py",
@@ -97,7 +92,8 @@ class StatCache:
 
 
 def plain_key(rel: str) -> str:
-    return hashlib.sha256(rel.encode()).hexdigest()[:32]
+    # surrogateescape: a raw file name need not be UTF-8 (it then holds lone surrogates).
+    return hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def input_fingerprint(

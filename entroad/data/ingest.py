@@ -16,8 +16,6 @@ half-written dataset and never loses the previous one.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -25,19 +23,21 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entroad.config import DatasetSpec, Params
+from entroad.config import DatasetSpec, Params, load_params
+from entroad.data import dvc_ops
 from entroad.data.convert import convert_items
 from entroad.data.fingerprint import code_version, input_fingerprint
-from entroad.data.formats import DICOM_FORMAT, get_format
-from entroad.data.formats.base import Skip
-from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, write_manifest
-from entroad.data.versioning import data_root, data_version, dataset_dir
-from entroad.errors import DatasetError, IngestError
+from entroad.data.formats import get_format
+from entroad.data.formats.base import ImageFormat, Prepared, Skip
+from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, Record, write_manifest
+from entroad.data.synthetic.samples import generate_raw
+from entroad.data.versioning import data_root, data_version, dataset_dir, find_dvc_root
+from entroad.errors import DatasetError, IngestError, VersioningError
+from entroad.locks import file_lock
 from entroad.logs import progress_bar
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,6 @@ def resolve_source(spec: DatasetSpec) -> Path:
     return src
 
 
-@contextlib.contextmanager
-def _dataset_lock(dest: Path) -> Iterator[None]:
-    """One ingest of a dataset at a time (a second one waits)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _recover(dest: Path) -> None:
     """Undo what an interrupted swap can leave: restore ``.old``, drop stale temp folders."""
     olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
@@ -148,41 +136,40 @@ def _is_current(dest: Path, fingerprint: str) -> bool:
 
 @dataclass
 class _Prepared:
+    fmt: ImageFormat
     source: Path
-    options: dict[str, Any]
-    public_options: dict[str, Any]
+    resolved: Prepared
     domain: str
     fingerprint: str
     n_files: int
-    salt: bytes | None = None
 
 
 def _prepare(spec: DatasetSpec, data_root_dir: Path) -> _Prepared:
     """Resolve options and compute the input fingerprint (no processed output is touched)."""
     source = resolve_source(spec)
-    key_fn = None
-    salt = None
-    if spec.format == DICOM_FORMAT:
-        from entroad.data import deid
-        from entroad.data.dicom import DICOM_DOMAIN, resolve_dicom_options
-
-        options = resolve_dicom_options(spec.options)
-        salt = deid.resolve_salt(options, data_root_dir)
-        key_fn = deid.Pseudonymizer(salt).path_key
-        domain = spec.domain or DICOM_DOMAIN
-        public_options = deid.public_options(options, salt)
-    else:
-        fmt = get_format(spec.format)
-        options = fmt.resolve_options(spec.options)
-        domain = spec.domain or fmt.domain
-        public_options = options
-    fp_spec = {"format": spec.format, "domain": domain, "options": public_options}
+    fmt = get_format(spec.format)
+    resolved = fmt.prepare(spec.options, data_root_dir, generated=spec.generate is not None)
+    domain = spec.domain or fmt.domain
+    fp_spec = {"format": spec.format, "domain": domain, "options": resolved.public}
     cache = data_root_dir / ".cache" / "ingest" / f"{spec.name}.json"
-    if key_fn is not None:
-        fingerprint, n_files = input_fingerprint(source, fp_spec, cache, key_fn)
+    if resolved.path_key is not None:
+        fingerprint, n_files = input_fingerprint(source, fp_spec, cache, resolved.path_key)
     else:
         fingerprint, n_files = input_fingerprint(source, fp_spec, cache)
-    return _Prepared(source, options, public_options, domain, fingerprint, n_files, salt)
+    return _Prepared(fmt, source, resolved, domain, fingerprint, n_files)
+
+
+def _convert(prep: _Prepared, name: str, out_dir: Path, bar: Any) -> tuple[list[Record], list[Skip], dict[str, Any]]:
+    """Raw files -> PNGs in ``out_dir``: the format's own converter, or its scan + the shared one."""
+    fmt, options = prep.fmt, prep.resolved.options
+    if fmt.convert is not None:
+        return fmt.convert(prep.source, out_dir, prep.resolved, bar)
+    assert fmt.scan is not None, f"format {fmt.name!r} has neither scan nor convert"
+    scan = fmt.scan(prep.source, options)
+    task = bar.add_task(f"ingest {name}", total=len(scan.items))
+    expected = fmt.masks if scan.masks_expected is None else scan.masks_expected
+    records, skipped, stats = convert_items(scan.items, out_dir, expected, options, progress=lambda n: bar.advance(task, n))
+    return records, scan.skipped + skipped, {"stats": stats}
 
 
 def fingerprint_file(data_root_dir: Path, name: str) -> Path:
@@ -215,14 +202,11 @@ def ingest_spec(
     """Ingest one dataset ``spec`` into ``dest`` without DVC (the stage command runs this)."""
     t0 = time.perf_counter()
     force = force or os.environ.get(FORCE_ENV) == "1"
-    dicom = spec.format == DICOM_FORMAT
-    with _dataset_lock(dest):
+    with file_lock(dest.parent / f".{dest.name}.lock"):  # one ingest of a dataset at a time
         _recover(dest)
         prep = _prepare(spec, data_root_dir)
-        source, options, domain, fingerprint, n_files = (
-            prep.source, prep.options, prep.domain, prep.fingerprint, prep.n_files
-        )
-        public_options = prep.public_options
+        fingerprint, n_files = prep.fingerprint, prep.n_files
+        public_options = prep.resolved.public
         if n_files == 0:
             raise IngestError(f"dataset {spec.name!r}: source folder {spec.source} is empty")
         if not force and _is_current(dest, fingerprint):
@@ -232,20 +216,7 @@ def ingest_spec(
         tmp.mkdir(parents=True)
         try:
             with progress_bar("[bold]{task.description}", enabled=progress, transient=True) as bar:
-                if dicom:
-                    from entroad.data.dicom import ingest_dicom
-
-                    records, skipped, extra = ingest_dicom(source, tmp, options, prep.salt or b"", bar)
-                else:
-                    fmt = get_format(spec.format)
-                    scan = fmt.scan(source, options)
-                    task = bar.add_task(f"ingest {spec.name}", total=len(scan.items))
-                    expected = fmt.masks if scan.masks_expected is None else scan.masks_expected
-                    records, skipped, stats = convert_items(
-                        scan.items, tmp, expected, options, progress=lambda n: bar.advance(task, n)
-                    )
-                    skipped = scan.skipped + skipped
-                    extra = {"stats": stats}
+                records, skipped, extra = _convert(prep, spec.name, tmp, bar)
             if not records:
                 reasons = Counter(reason_category(s.reason) for s in skipped)
                 raise IngestError(
@@ -253,7 +224,7 @@ def ingest_spec(
                     f"({len(skipped)} skipped: {dict(reasons) or 'no images found'}); check `format` and the folder layout"
                 )
             meta = DatasetMeta(
-                name=spec.name, domain=domain, classes=[], counts={}, source_format=spec.format,
+                name=spec.name, domain=prep.domain, classes=[], counts={}, source_format=spec.format,
                 ingest_params={
                     "source": spec.source, "options": public_options, "fingerprint": fingerprint,
                     "code_version": code_version(),
@@ -274,22 +245,59 @@ def ingest_spec(
     return IngestResult(spec.name, dest, version, False, audit, seconds)
 
 
+def dvc_repo_for(params: Params, name: str, use_dvc: bool | None) -> Path | None:
+    """The DVC repo to run ``ingest@name`` in, or None to ingest directly.
+
+    ``use_dvc``: None = when this is a DVC repo whose dvc.yaml has the ingest stage and whose
+    params.yaml holds the same settings for ``name``; True = require that; False = never.
+    Inside a stage command (``DVC_STAGE`` set) it is always None.
+    """
+    if use_dvc is False or os.environ.get("DVC_STAGE"):
+        return None
+    repo = find_dvc_root(Path.cwd())
+    why = None
+    if repo is None:
+        why = "this is not a DVC repository (run `dvc init` in a git repository)"
+    elif not dvc_ops.has_ingest_stage(repo):
+        why = f"{repo / 'dvc.yaml'} has no `{dvc_ops.STAGE}` foreach stage"
+    else:
+        repo_params = load_params(repo / "params.yaml")
+        if repo_params.data.root != params.data.root or name not in {d.name for d in repo_params.data.datasets}:
+            why = f"dataset {name!r} is not configured in {repo / 'params.yaml'}"
+        elif repo_params.data.get(name) != params.data.get(name):
+            why = f"the settings of {name!r} differ from {repo / 'params.yaml'} (--params/--set)"
+    if why is None:
+        return repo
+    if use_dvc:
+        raise VersioningError(f"cannot ingest {name!r} through DVC: {why}")
+    log.debug("ingesting %s without DVC: %s", name, why)
+    return None
+
+
+def _ingest_through_dvc(repo: Path, dests: dict[str, Path], force: bool) -> list[IngestResult]:
+    """``dvc repro`` of several datasets; a dataset whose dataset.json DVC left alone was skipped."""
+
+    def stamp(dest: Path) -> int | None:
+        meta = dest / DATASET_FILE
+        return meta.stat().st_mtime_ns if meta.is_file() else None
+
+    before = {n: stamp(d) for n, d in dests.items()}
+    t0 = time.perf_counter()
+    # --force must reach the stage command too: it skips unchanged input on its own.
+    dvc_ops.repro(repo, list(dests), force=force, env={FORCE_ENV: "1"} if force else None)
+    seconds = (time.perf_counter() - t0) / max(len(dests), 1)
+    return [
+        IngestResult(n, d, data_version(d), before[n] is not None and before[n] == stamp(d), read_audit(d), seconds)
+        for n, d in dests.items()
+    ]
+
+
 def ingest_dataset(
     params: Params, name: str, force: bool = False, use_dvc: bool | None = None, progress: bool = True
 ) -> IngestResult:
-    """Ingest the configured dataset ``name`` (through ``dvc repro`` when that applies).
-
-    ``use_dvc``: None = automatic (DVC when this is a DVC repo with the ingest stage and the
-    params equal params.yaml), True = require DVC, False = never.
-    """
-    spec = params.data.get(name)
-    dest = dataset_dir(params, name)
-    from entroad.data import dvc_ops
-
-    repo = dvc_ops.ingest_repo(params, name, use_dvc)
-    if repo is not None:
-        return dvc_ops.repro_ingest(repo, name, dest, force=force)
-    return ingest_spec(spec, dest, data_root(params), force=force, progress=progress)
+    """Ingest the configured dataset ``name`` (through ``dvc repro`` when that applies, see
+    :func:`dvc_repo_for`)."""
+    return ingest_datasets(params, [name], force=force, use_dvc=use_dvc, progress=progress)[0]
 
 
 def ingest_datasets(
@@ -300,16 +308,14 @@ def ingest_datasets(
 
     Through DVC they share one ``dvc repro`` call, which saves a DVC start-up per dataset.
     """
-    from entroad.data import dvc_ops
-
     names = list(names) if names is not None else [d.name for d in params.data.datasets]
-    repos = {n: dvc_ops.ingest_repo(params, n, use_dvc) for n in names}
+    repos = {n: dvc_repo_for(params, n, use_dvc) for n in names}
     via_dvc = [n for n in names if repos[n] is not None]
     results: dict[str, IngestResult] = {}
     if via_dvc:
         repo = repos[via_dvc[0]]
         assert repo is not None
-        done = dvc_ops.repro_ingest_many(repo, {n: dataset_dir(params, n) for n in via_dvc}, force=force)
+        done = _ingest_through_dvc(repo, {n: dataset_dir(params, n) for n in via_dvc}, force)
         results.update({r.name: r for r in done})
     for n in names:
         if n not in results:
@@ -323,8 +329,6 @@ def ensure_samples(params: Params, force: bool = False) -> list[str]:
     Returns the names whose raw data was (re)written; existing folders are left alone
     unless ``force`` (the bytes are identical for the same recipe either way).
     """
-    from entroad.data.samples import generate_raw
-
     made = []
     for spec in params.data.datasets:
         if spec.generate is None:

@@ -7,6 +7,7 @@ tracks it *and* the folder still holds what DVC recorded; otherwise
 claims a DVC version the folder does not have.
 
 The DVC commands (repro, push, status) go through :mod:`entroad.data.dvc_ops`.
+:func:`dataset_dir` / :func:`dataset_version` map a dataset name to its folder and version.
 """
 
 from __future__ import annotations
@@ -38,15 +39,25 @@ def data_root(params: Params, base: str | Path | None = None) -> Path:
     return root if root.is_absolute() else Path(base or Path.cwd()) / root
 
 
+def processed_root(params: Params) -> Path:
+    """``<data.root>/processed``: the folder holding every processed dataset."""
+    return data_root(params) / "processed"
+
+
 def dataset_dir(params: Params, name: str) -> Path:
     """Folder of the processed dataset ``name``: ``<data.root>/processed/<name>``.
 
-    ``name`` need not be configured in ``data.datasets`` (a processed folder can be copied
-    in), but it must be a plain folder name.
+    The one place a dataset name becomes a folder. ``name`` need not be configured in
+    ``data.datasets`` (a processed folder can be copied in), but it must be a plain folder name.
     """
     if not name or "/" in name or "\\" in name or name in {".", ".."}:
         raise DatasetError(f"invalid dataset name {name!r}: use a plain folder name like 'mvtec'")
-    return data_root(params) / "processed" / name
+    return processed_root(params) / name
+
+
+def dataset_version(params: Params, name: str) -> str:
+    """Data version of the processed dataset ``name`` (see :func:`data_version`)."""
+    return data_version(dataset_dir(params, name))
 
 
 def find_dvc_root(start: Path) -> Path | None:

@@ -16,14 +16,25 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from entroad.config import Params
 from entroad.errors import PromotionError, TrackingError
+from entroad.locks import pipeline_lock
 from entroad.tracking import lineage, registry, runs, store
-from entroad.tracking.lock import pipeline_lock
-from entroad.tracking.promotion import REEVALUATE, Decision, Evaluation, apply_decision, decide
+from entroad.tracking.promotion import (
+    REEVALUATE,
+    TAG_COMPARED_TO,
+    TAG_REASON,
+    Decision,
+    Evaluation,
+    apply_decision,
+    decide,
+)
 
 log = logging.getLogger(__name__)
+
+UNDECIDED = frozenset({"pending", "needs_reevaluation"})  # decisions the gate still has to make
 
 
 @dataclass
@@ -88,7 +99,7 @@ def reevaluate_version(
     params: Params, mv, datasets: list[str], out_dir: str | Path | None = None, root: str | Path | None = None
 ) -> str:
     """Evaluate a registered version on ``datasets`` (current data) and log it; returns the run id."""
-    from entroad.evaluate import evaluate
+    from entroad.evaluation.engine import evaluate
 
     name = params.tracking.registered_model
     store.connect(params, root)
@@ -114,7 +125,7 @@ def _candidate(client, name: str, version: str | int | None):
     all_versions = registry.versions(client, name)
     if not all_versions:
         raise TrackingError(f"registered model {name!r} has no versions yet; run the retrain flow (`python -m flows retrain`)")
-    waiting = [v for v in all_versions if v.tags.get(registry.TAG_DECISION, "pending") in {"pending", "needs_reevaluation"}]
+    waiting = [v for v in all_versions if v.tags.get(registry.TAG_DECISION, "pending") in UNDECIDED]
     if waiting:
         return waiting[-1]
     mv = registry.version_by_alias(client, name, registry.CHALLENGER)
@@ -172,3 +183,32 @@ def _gate(params: Params, version, dry_run: bool, reevaluate: bool, reevaluation
             "to evaluate the champion on the candidate's data"
         )
     return GateResult(decision, True, str(cand.version), before, after, rerun, decision.summary())
+
+
+def gate_once(params: Params, version: str, reevaluation_dir: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+    """The pipeline's gate step: run the gate for ``version`` (re-evaluating the champion when
+    needed) unless it was already decided against today's champion; the caller holds the
+    pipeline lock. Returns a plain summary (verdict, champion, Markdown, reasons, table rows)."""
+    client = store.client(params, root)
+    name = params.tracking.registered_model
+    mv = registry.get_version(client, name, version)
+    champ = registry.version_by_alias(client, name, registry.CHAMPION)
+    decided = mv.tags.get(registry.TAG_DECISION, "pending")
+    current = f"v{champ.version}" if champ is not None else "none"
+    if decided not in UNDECIDED and (
+        mv.tags.get(TAG_COMPARED_TO) == current or (champ is not None and str(champ.version) == str(version))
+    ):
+        return {"verdict": decided, "reused": True, "champion": str(champ.version) if champ else None,
+                "markdown": mv.description or "", "reasons": [mv.tags.get(TAG_REASON, "")], "rows": []}
+    res = run_gate(params, version, reevaluate=True, reevaluation_dir=reevaluation_dir, root=root, hold_lock=False)
+    d = res.decision
+    return {
+        "verdict": d.verdict if d else "already_champion",
+        "reused": False,
+        "champion": res.champion_after,
+        "champion_before": res.champion_before,
+        "markdown": d.to_markdown() if d else res.message,
+        "reasons": d.reasons if d else [res.message],
+        "rows": d.table() if d else [],
+        "reevaluation_run": res.reevaluation_run,
+    }

@@ -24,7 +24,10 @@ TRAIN_CODE = (
     "backbone.py", "checkpoint.py", "entropy.py", "losses.py", "model.py", "prompts.py", "routing.py",
     "train.py", "vision.py", "data/manifest.py", "data/torch_dataset.py", "model_configs",
 )
-EVAL_CODE = ("evaluate.py", "metrics.py")
+EVAL_CODE = (
+    "evaluation/metrics.py", "evaluation/pixel_metrics.py", "evaluation/results.py", "evaluation/accumulate.py",
+    "evaluation/engine.py",
+)
 # Evaluation options that do not change any number (speed / bookkeeping only).
 _EVAL_NEUTRAL = {"targets", "suites", "num_workers", "batch_size"}
 

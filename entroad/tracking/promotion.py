@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 PROMOTE, REJECT, REEVALUATE = "promote", "reject", "reevaluate_champion"
 
 
+TAG_REASON = "promotion.reason"
+TAG_COMPARED_TO = "promotion.compared_to"  # "v<N>" or "none": the champion it was judged against
+
 @dataclass(frozen=True)
 class Evaluation:
     """One model's evaluation as the gate sees it (metrics in percent, None = undefined)."""
@@ -237,8 +240,8 @@ def decide(candidate: Evaluation | None, champion: Evaluation | None, cfg: Promo
 def decision_tags(decision: Decision) -> dict[str, str]:
     tags = {
         registry.TAG_DECISION: decision.verdict,
-        "promotion.reason": "; ".join(decision.reasons)[:4900],
-        "promotion.compared_to": f"v{decision.champion_version}" if decision.champion_version else "none",
+        TAG_REASON: "; ".join(decision.reasons)[:4900],
+        TAG_COMPARED_TO: f"v{decision.champion_version}" if decision.champion_version else "none",
         "promotion.decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "promotion.rule": (
             f"metrics={','.join(decision.config.get('metrics', []))} margin={decision.config.get('margin')} "

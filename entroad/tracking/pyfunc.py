@@ -20,6 +20,7 @@ random-init backbone); pass ``model_config={"weights": PATH, "device": "cuda"}``
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 import logging
 import os
@@ -95,6 +96,7 @@ def _present(value: Any) -> bool:
 
 
 def _load_row(row: pd.Series, size: int, mean, std):
+    """The image of one input row as a tensor; errors name the row (its index label)."""
     from entroad.data.torch_dataset import image_to_tensor, read_rgb
 
     path, b64 = row.get(IMAGE_COL), row.get(B64_COL)
@@ -103,10 +105,31 @@ def _load_row(row: pd.Series, size: int, mean, std):
     if _present(b64):
         try:
             raw = base64.b64decode(b64, validate=True)
-        except ValueError as e:
-            raise InputError(f"{B64_COL}: not valid base64 ({e})") from None
-        return image_to_tensor(read_rgb(io.BytesIO(raw)), size, mean, std)
-    raise InputError(f"a row has neither {IMAGE_COL!r} nor {B64_COL!r}")
+        except (ValueError, binascii.Error) as e:
+            raise InputError(f"row {row.name}: {B64_COL} is not valid base64 ({e})") from None
+        try:
+            img = read_rgb(io.BytesIO(raw))
+        except InputError:
+            raise InputError(
+                f"row {row.name}: {B64_COL} decodes to {len(raw)} bytes that are not a readable image "
+                f"({_image_failure(raw)}); send the bytes of a PNG, JPEG or TIFF file, base64-encoded"
+            ) from None
+        return image_to_tensor(img, size, mean, std)
+    raise InputError(f"row {row.name}: has neither {IMAGE_COL!r} nor {B64_COL!r}")
+
+
+def _image_failure(raw: bytes) -> str:
+    """Why Pillow cannot read ``raw``, without the in-memory buffer's repr in the text."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()
+    except UnidentifiedImageError:
+        return "not an image format Pillow knows"
+    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt data of a known format
+        return str(e)
+    return "unreadable image data"
 
 
 def encode_image(path: str | Path) -> str:

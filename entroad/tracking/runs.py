@@ -141,7 +141,7 @@ def log_evaluation_run(
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> str:
-    """Log an :class:`entroad.evaluate.EvaluationResult`; nested under ``train_run_id`` when given."""
+    """Log an :class:`entroad.evaluation.results.EvaluationResult`; nested under ``train_run_id`` when given."""
     import mlflow
 
     experiment_id = ensure_experiment(params, root)

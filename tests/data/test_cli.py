@@ -66,7 +66,7 @@ def test_user_errors_are_one_line_with_exit_code(tmp_path):
 def test_adhoc_dicom_ingest_with_nested_options(tmp_path, monkeypatch, salt_env):
     import numpy as np
 
-    from entroad.data.synthetic_dicom import PLANTED_PHI, write_dicom_image
+    from entroad.data.synthetic.dicom_study import PLANTED_PHI, write_dicom_image
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("data: {root: store}\n")

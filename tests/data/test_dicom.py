@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from entroad.data.deid import SALT_ENV
-from entroad.data.dicom import decode_reason
-from entroad.data.synthetic_dicom import (
+from entroad.data.dicom.deid import SALT_ENV
+from entroad.data.dicom.pixels import decode_reason
+from entroad.data.synthetic.dicom_study import (
     PATIENT_DIR,
     PLANTED_PHI,
     PRIVATE_VALUE,
@@ -57,8 +57,8 @@ def test_generator_plants_every_identifying_tag(study):
     (and nested / private values) really is in the raw files, so grepping for them means something."""
     from pydicom.datadict import tag_for_keyword
 
-    from entroad.data.deid import PHI_GROUPS
-    from entroad.data.synthetic_dicom import NESTED_PHI, PRIVATE_SEQ_VALUE, planted_needles
+    from entroad.data.dicom.deid import PHI_GROUPS
+    from entroad.data.synthetic.dicom_study import NESTED_PHI, PRIVATE_SEQ_VALUE, planted_needles
 
     root, _ = study
     ds = pydicom.dcmread(root / PATIENT_DIR / "CT_HEAD_BLEED" / "IM0001.dcm")
@@ -120,7 +120,7 @@ def test_no_phi_in_any_output(tmp_path, study, salt_env, caplog):
     root, _ = study
     caplog.set_level(logging.DEBUG, logger="entroad")
     res, ds = ingest(tmp_path, "dicom", root, size=SIZE)
-    from entroad.data.synthetic_dicom import planted_needles
+    from entroad.data.synthetic.dicom_study import planted_needles
 
     needles = planted_needles() | {PRIVATE_VALUE, PATIENT_DIR, "DOE^JANE", "CT_HEAD_BLEED", "MR_T2_TUMOR",
                                    "IM0001", "ct_head_bleed.nii", "mr_t2_IM"} | _uids(root)
@@ -167,9 +167,9 @@ def test_matches_monai_reader_hu(study):
     """Our sorted HU volume equals MONAI's LoadImage(PydicomReader) on the same series."""
     from monai.transforms import LoadImage
 
-    from entroad.data.deid import Pseudonymizer
-    from entroad.data.dicom_pixels import modality_values
-    from entroad.data.dicom_scan import group_volumes, read_header
+    from entroad.data.dicom.deid import Pseudonymizer
+    from entroad.data.dicom.pixels import modality_values
+    from entroad.data.dicom.scan import group_volumes, read_header
 
     root, _ = study
     folder = root / PATIENT_DIR / "CT_HEAD_BLEED"
@@ -252,7 +252,7 @@ def test_bundled_pydicom_files_and_compressed_syntaxes(tmp_path, salt_env):
     assert res.counts["images"] >= 7
     assert {"ct", "mr", "ot"} <= {r.cls for r in out.records}
     # The identifying values pydicom's own files carry appear in no output either.
-    from entroad.data.deid import PHI_GROUPS
+    from entroad.data.dicom.deid import PHI_GROUPS
 
     needles = set()
     for p in src.glob("*.dcm"):
@@ -341,8 +341,7 @@ def test_window_table_equals_direct_formula():
     """The per-value lookup table gives the same bytes as HU conversion + window per pixel."""
     from pydicom.dataset import Dataset
 
-    from entroad.data.dicom import _apply_lut, _window_lut
-    from entroad.data.dicom_pixels import modality_values, window_uint8
+    from entroad.data.dicom.pixels import apply_lut, modality_values, window_lut, window_uint8
 
     rng = np.random.default_rng(0)
     for dtype, slope, intercept in ((np.uint16, 1, -1024), (np.int16, 0.5, 10.25), (np.uint8, 2, -3)):
@@ -351,9 +350,9 @@ def test_window_table_equals_direct_formula():
         ds = Dataset()
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
         for window in ((40.0, 80.0), (-600.0, 1500.0)):
-            lut = _window_lut(ds, frame.dtype, window)
-            np.testing.assert_array_equal(_apply_lut(lut, frame), window_uint8(modality_values(ds, frame), *window))
-    assert _window_lut(ds, np.dtype(np.int32), (40.0, 80.0)) is None
+            lut = window_lut(ds, frame.dtype, window)
+            np.testing.assert_array_equal(apply_lut(lut, frame), window_uint8(modality_values(ds, frame), *window))
+    assert window_lut(ds, np.dtype(np.int32), (40.0, 80.0)) is None
 
 
 def test_duplicates_corrupt_pixels_and_empty_folders(tmp_path, salt_env):
@@ -405,12 +404,12 @@ def test_workers_do_not_change_outputs(tmp_path, study, salt_env):
 def test_scan_rendering_equals_late_decoding(tmp_path, study, salt_env, monkeypatch):
     """Slices rendered during the scan (one read per file) are the bytes the late path
     (``slices: every:1`` decodes after the scan) writes, windows, masks and multi-frame included."""
-    from entroad.data import dicom
+    from entroad.data.dicom import ingest as dicom
 
     root, _ = study
     late: list[str] = []
-    decode = dicom._decode
-    monkeypatch.setattr(dicom, "_decode", lambda path, ts: late.append(str(path)) or decode(path, ts))
+    decode = dicom.decode_file
+    monkeypatch.setattr(dicom, "decode_file", lambda path, ts: late.append(str(path)) or decode(path, ts))
     _, a = ingest(tmp_path / "all", "dicom", root, size=SIZE)
     n_all = len(late)
     _, b = ingest(tmp_path / "every1", "dicom", root, size=SIZE, slices="every:1")

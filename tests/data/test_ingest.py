@@ -176,7 +176,7 @@ def test_bundled_quickstart_samples_ingest_offline(tmp_path, monkeypatch, salt_e
     """The samples the quickstart trains on (train.dataset) and evaluates on
     (evaluation.targets), exactly as params.yaml configures them, from the generator."""
     from entroad.config import load_params
-    from entroad.data.synthetic_dicom import planted_needles
+    from entroad.data.synthetic.dicom_study import planted_needles
     from tests.data.ingest_helpers import REPO_ROOT
 
     params = load_params(REPO_ROOT / "params.yaml")

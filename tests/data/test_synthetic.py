@@ -133,3 +133,18 @@ def test_write_visa_layout(tmp_path):
     assert "metal,test,anomaly,metal/Data/Images/Anomaly/000.JPG,metal/Data/Masks/Anomaly/000.png" in rows
     mask = np.asarray(Image.open(tmp_path / "metal/Data/Masks/Anomaly/000.png"))
     assert set(np.unique(mask)) == {0, 1}
+
+
+def test_dicom_study_is_byte_stable(tmp_path):
+    """Two generations of the bundled DICOM study are the same bytes (random UIDs would change
+    the ingested ids, hence dvc.lock, in every fresh clone)."""
+    from entroad.data.synthetic.dicom_study import write_dicom_study
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    for run in ("a", "b"):
+        write_dicom_study(tmp_path / run, seed=0, size=32, ct_slices=3, mr_slices=2, mf_frames=2)
+    a, b = files(tmp_path / "a"), files(tmp_path / "b")
+    assert a and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []

@@ -16,7 +16,7 @@ from entroad.config import load_params
 from entroad.data import dvc_ops
 from entroad.data.fingerprint import INGEST_CODE
 from entroad.data.ingest import ensure_samples, ingest_dataset
-from entroad.data.synthetic_dicom import PATIENT_DIR, PLANTED_PHI, planted_needles
+from entroad.data.synthetic.dicom_study import PATIENT_DIR, PLANTED_PHI, planted_needles
 from entroad.data.versioning import (
     data_version,
     dataset_dir,

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from entroad import metrics as M
 from entroad.data.manifest import DatasetMeta, write_manifest
 from entroad.data.synthetic import write_processed_dataset
 from entroad.errors import DatasetError, InputError
-from entroad.evaluate import evaluate
+from entroad.evaluation import metrics as M
+from entroad.evaluation.engine import evaluate
 from tests.evaluation.conftest import eval_params
 
 

@@ -74,7 +74,7 @@ def test_cli_modules_import_lazily():
 
     code = (
         "import sys, entroad.commands.evaluate; "
-        "print(sorted(m for m in ('torch', 'matplotlib', 'mlflow', 'prefect', 'entroad.evaluate', 'entroad.report') "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'mlflow', 'prefect', 'entroad.evaluation.engine', 'entroad.evaluation.report', 'entroad.predict.run') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -84,6 +84,6 @@ def test_cli_modules_import_lazily():
 def test_library_never_imports_prefect():
     import subprocess
 
-    code = "import sys, entroad.evaluate, entroad.report, entroad.predict, entroad.metrics; print('prefect' in sys.modules)"
+    code = "import sys, entroad.evaluation.engine, entroad.evaluation.summary, entroad.predict; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

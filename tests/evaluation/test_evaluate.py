@@ -15,10 +15,12 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from entroad import metrics as M
 from entroad.data.torch_dataset import ManifestImageDataset
 from entroad.errors import CheckpointError, ConfigError, EvaluationError
-from entroad.evaluate import evaluate, reference_key, run_evaluation
+from entroad.evaluation import metrics as M
+from entroad.evaluation import pixel_metrics as PM
+from entroad.evaluation.engine import evaluate, run_evaluation
+from entroad.evaluation.reference import reference_key
 from entroad.model_source import find_checkpoint_dir, parse_ablations, resolved_checkpoint
 from tests.evaluation.conftest import dataset, eval_params, read_json
 
@@ -96,7 +98,7 @@ def test_pixel_metrics_match_direct_computation(full_run, loaded_model, data_roo
         y, s = masks.ravel(), maps.ravel().astype(np.float64)
         assert abs(c.metrics["pixel_auroc"] - 100 * roc_auc_score(y, s)) < 1e-4
         assert abs(c.metrics["pixel_ap"] - 100 * average_precision_score(y, s)) < 1e-4
-        assert abs(c.metrics["pixel_aupro"] - 100 * M.aupro(maps, masks, 0.3)) < 1e-4
+        assert abs(c.metrics["pixel_aupro"] - 100 * PM.aupro(maps, masks, 0.3)) < 1e-4
 
 
 def test_binned_mode_within_its_bound(loaded_model, data_root, full_run):

@@ -15,8 +15,9 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from entroad import metrics as M
 from entroad.errors import EvaluationError, UndefinedMetricError
+from entroad.evaluation import metrics as M
+from entroad.evaluation import pixel_metrics as PM
 
 EXACT_TOL = 1e-9
 
@@ -138,7 +139,7 @@ def test_pixel_exact_matches_references(seed, decimals):
     masks = random_masks(rng, 6, 20, 24)
     masks[0, 5:9, 5:9] = True  # at least one region
     maps = correlated_maps(rng, masks, decimals=decimals)
-    pm = M.pixel_metrics(maps, masks, max_fpr=0.3, mode="exact")
+    pm = PM.pixel_metrics(maps, masks, max_fpr=0.3, mode="exact")
     y, s = masks.ravel(), maps.ravel().astype(np.float64)
     assert pm.exact and pm.bound == dict.fromkeys(M.PIXEL_KEYS, 0.0)
     assert abs(pm.auroc - roc_auc_score(y, s)) < EXACT_TOL
@@ -153,7 +154,7 @@ def test_aupro_integration_limits(max_fpr):
     rng = np.random.default_rng(7)
     masks = random_masks(rng, 4, 16, 16, p_image=1.0)
     maps = correlated_maps(rng, masks, decimals=2)
-    assert abs(M.aupro(maps, masks, max_fpr) - brute_aupro(maps, masks, max_fpr)) < EXACT_TOL
+    assert abs(PM.aupro(maps, masks, max_fpr) - brute_aupro(maps, masks, max_fpr)) < EXACT_TOL
 
 
 def test_aupro_adversarial_cases():
@@ -163,15 +164,15 @@ def test_aupro_adversarial_cases():
     masks[0, 2, 2] = masks[0, 9, 9] = True
     masks[1, 4, 4] = masks[1, 5, 5] = True  # diagonal: one region
     maps = rng.random(masks.shape).astype(np.float32)
-    pm = M.pixel_metrics(maps, masks)
+    pm = PM.pixel_metrics(maps, masks)
     assert pm.n_regions == 3
     assert abs(pm.aupro - brute_aupro(maps, masks)) < EXACT_TOL
     # Constant maps: the curve is the diagonal -> area 0.3^2/2 / 0.3 = 0.15; AUROC 1/2.
-    const = M.pixel_metrics(np.full(masks.shape, 0.4, np.float32), masks)
+    const = PM.pixel_metrics(np.full(masks.shape, 0.4, np.float32), masks)
     assert const.aupro == pytest.approx(0.15, abs=EXACT_TOL)
     assert const.auroc == pytest.approx(0.5, abs=EXACT_TOL)
     # A perfect map: every region fully detected before any false positive.
-    perfect = M.pixel_metrics(masks.astype(np.float32), masks)
+    perfect = PM.pixel_metrics(masks.astype(np.float32), masks)
     assert perfect.aupro == pytest.approx(1.0, abs=EXACT_TOL) and perfect.auroc == 1.0
 
 
@@ -182,21 +183,21 @@ def test_region_size_weighting_matters():
     masks[0, 9, 9] = True  # 1 px, isolated
     maps = np.zeros((1, 10, 10), np.float32)
     maps[0, :, :5] = 1.0
-    pm = M.pixel_metrics(maps, masks)
+    pm = PM.pixel_metrics(maps, masks)
     # At FPR 0 the PRO is 0.5 (one of two regions); it rises linearly to 1 at FPR 1.
     assert abs(pm.aupro - brute_aupro(maps, masks)) < EXACT_TOL
     assert 0.5 < pm.aupro < 0.6
 
 
 def test_all_normal_class_is_undefined():
-    acc = M.PixelMetricAccumulator()
+    acc = PM.PixelMetricAccumulator()
     acc.update(np.random.default_rng(0).random((2, 8, 8)), np.zeros((2, 8, 8)))
     with pytest.raises(UndefinedMetricError, match="no anomalous"):
         acc.compute()
 
 
 def test_map_validation():
-    acc = M.PixelMetricAccumulator()
+    acc = PM.PixelMetricAccumulator()
     mask = np.zeros((1, 4, 4))
     bad = np.zeros((1, 4, 4), np.float32)
     bad[0, 1, 1] = np.nan
@@ -218,8 +219,8 @@ def test_binned_within_reported_bound(bins, seed):
     masks = random_masks(rng, 8, 24, 24)
     masks[0, 2:6, 2:6] = True
     maps = correlated_maps(rng, masks)
-    exact = M.pixel_metrics(maps, masks, mode="exact")
-    binned = M.pixel_metrics(maps, masks, mode="binned", bins=bins)
+    exact = PM.pixel_metrics(maps, masks, mode="exact")
+    binned = PM.pixel_metrics(maps, masks, mode="binned", bins=bins)
     assert not binned.exact and binned.bins == bins
     for key, e, b in [
         ("pixel_auroc", exact.auroc, binned.auroc),
@@ -241,8 +242,8 @@ def test_binned_equals_exact_on_quantised_scores():
     masks[1, 3:7, 3:7] = True
     maps = correlated_maps(rng, masks)
     snapped = ((np.floor(maps * bins).clip(0, bins - 1) + 0.5) / bins).astype(np.float32)
-    a = M.pixel_metrics(maps, masks, mode="binned", bins=bins)
-    b = M.pixel_metrics(snapped, masks, mode="exact")
+    a = PM.pixel_metrics(maps, masks, mode="binned", bins=bins)
+    b = PM.pixel_metrics(snapped, masks, mode="exact")
     for k in ("auroc", "ap", "f1max", "aupro"):
         assert abs(getattr(a, k) - getattr(b, k)) < EXACT_TOL, k
 
@@ -252,15 +253,15 @@ def test_streaming_equals_one_shot_and_auto_switches():
     masks = random_masks(rng, 10, 16, 16)
     masks[0, 1:4, 1:4] = True
     maps = correlated_maps(rng, masks)
-    one = M.pixel_metrics(maps, masks, mode="binned", bins=512)
-    auto = M.PixelMetricAccumulator(mode="auto", bins=512, exact_limit=3 * 256)
+    one = PM.pixel_metrics(maps, masks, mode="binned", bins=512)
+    auto = PM.PixelMetricAccumulator(mode="auto", bins=512, exact_limit=3 * 256)
     for k in range(0, 10, 2):
         auto.update(torch.from_numpy(maps[k : k + 2]), masks[k : k + 2])
     assert not auto.exact  # switched to bins after the pixel budget
     streamed = auto.compute()
     for k in ("auroc", "ap", "f1max", "aupro"):
         assert abs(getattr(one, k) - getattr(streamed, k)) < EXACT_TOL, k
-    small = M.PixelMetricAccumulator(mode="auto", exact_limit=10**9)
+    small = PM.PixelMetricAccumulator(mode="auto", exact_limit=10**9)
     small.update(maps, masks)
     assert small.exact
 
@@ -270,11 +271,11 @@ def test_merge_pools_classes():
     masks = random_masks(rng, 6, 16, 16, p_image=1.0)
     maps = correlated_maps(rng, masks)
     for mode in ("exact", "binned"):
-        a, b = M.PixelMetricAccumulator(mode=mode), M.PixelMetricAccumulator(mode=mode)
+        a, b = PM.PixelMetricAccumulator(mode=mode), PM.PixelMetricAccumulator(mode=mode)
         a.update(maps[:3], masks[:3])
         b.update(maps[3:], masks[3:])
         a.merge(b)
-        ref = M.pixel_metrics(maps, masks, mode=mode)
+        ref = PM.pixel_metrics(maps, masks, mode=mode)
         assert abs(a.compute().aupro - ref.aupro) < EXACT_TOL
         assert a.regions == ref.n_regions
 
@@ -284,8 +285,8 @@ def test_binned_on_gpu_matches_cpu():
     rng = np.random.default_rng(1)
     masks = random_masks(rng, 6, 32, 32, p_image=1.0)
     maps = correlated_maps(rng, masks)
-    cpu = M.pixel_metrics(maps, masks, mode="binned")
-    gpu = M.pixel_metrics(torch.from_numpy(maps).cuda(), masks, mode="binned")
+    cpu = PM.pixel_metrics(maps, masks, mode="binned")
+    gpu = PM.pixel_metrics(torch.from_numpy(maps).cuda(), masks, mode="binned")
     for k in ("auroc", "ap", "f1max", "aupro"):
         assert abs(getattr(cpu, k) - getattr(gpu, k)) < 1e-9, k
 
@@ -335,7 +336,7 @@ def test_aupro_when_a_curve_point_lands_exactly_on_the_fpr_limit():
     maps[0][normal] = np.linspace(0.05, 0.95, 10)
     maps[0][masks[0]] = [0.9, 0.5, 0.2, 0.97, 0.31, 0.72]
     for limit in (0.1, 0.3, 0.35, 1.0):
-        assert abs(M.aupro(maps, masks, limit) - brute_aupro(maps, masks, limit)) < EXACT_TOL, limit
+        assert abs(PM.aupro(maps, masks, limit) - brute_aupro(maps, masks, limit)) < EXACT_TOL, limit
 
 
 def test_every_anomalous_pixel_tied_with_normals():
@@ -343,7 +344,7 @@ def test_every_anomalous_pixel_tied_with_normals():
     rng = np.random.default_rng(21)
     masks = random_masks(rng, 5, 12, 12, p_image=1.0)
     maps = rng.choice(np.array([0.1, 0.4, 0.7], np.float32), size=masks.shape)
-    pm = M.pixel_metrics(maps, masks)
+    pm = PM.pixel_metrics(maps, masks)
     y, s = masks.ravel(), maps.ravel().astype(np.float64)
     assert abs(pm.auroc - roc_auc_score(y, s)) < EXACT_TOL
     assert abs(pm.ap - average_precision_score(y, s)) < EXACT_TOL
@@ -355,8 +356,8 @@ def test_constant_maps_binned_stay_within_bound():
     masks = np.zeros((3, 10, 10), bool)
     masks[0, 2:5, 2:5] = True
     maps = np.full(masks.shape, 0.5, np.float32)
-    exact = M.pixel_metrics(maps, masks, mode="exact")
-    binned = M.pixel_metrics(maps, masks, mode="binned", bins=256)
+    exact = PM.pixel_metrics(maps, masks, mode="exact")
+    binned = PM.pixel_metrics(maps, masks, mode="binned", bins=256)
     for k in ("auroc", "ap", "aupro"):
         assert abs(getattr(exact, k) - getattr(binned, k)) <= binned.bound[f"pixel_{k}"] + 1e-12
     assert exact.auroc == pytest.approx(0.5, abs=EXACT_TOL)
@@ -368,7 +369,7 @@ def test_maps_at_range_edges_land_in_the_edge_bins():
     masks = np.zeros((2, 6, 6), bool)
     masks[0, :3, :3] = True
     maps = masks.astype(np.float32)  # 1 inside, 0 outside
-    binned = M.pixel_metrics(maps, masks, mode="binned", bins=256)
+    binned = PM.pixel_metrics(maps, masks, mode="binned", bins=256)
     assert binned.n_anomalous_px == 9 and binned.n_normal_px == 63
     assert binned.auroc == 1.0 and binned.aupro == pytest.approx(1.0)
 
@@ -376,7 +377,7 @@ def test_maps_at_range_edges_land_in_the_edge_bins():
 def test_exact_mode_memory_is_bounded_by_the_pixel_limit():
     """Auto mode never keeps more than ``exact_limit`` pixels once it has switched."""
     rng = np.random.default_rng(2)
-    acc = M.PixelMetricAccumulator(mode="auto", bins=1024, exact_limit=1000)
+    acc = PM.PixelMetricAccumulator(mode="auto", bins=1024, exact_limit=1000)
     for _ in range(20):
         masks = random_masks(rng, 2, 16, 16)
         acc.update(correlated_maps(rng, masks), masks)

@@ -92,7 +92,7 @@ def test_threshold_sources(checkpoint, tmp_path):
 
 def test_dicom_folder_gets_pseudonymous_ids_and_no_phi(loaded_model, tmp_path, monkeypatch):
     checkpoint = loaded_model
-    from entroad.data.synthetic_dicom import PATIENT_DIR, PLANTED_PHI, PRIVATE_VALUE, write_dicom_study
+    from entroad.data.synthetic.dicom_study import PATIENT_DIR, PLANTED_PHI, PRIVATE_VALUE, write_dicom_study
 
     monkeypatch.setenv("ENTROAD_DEID_SALT", "test-salt")
     src = tmp_path / "export"
@@ -123,7 +123,7 @@ def test_missing_input_is_a_clear_error(loaded_model, tmp_path):
 
 
 def test_overlay_places_heat_where_the_map_is_high():
-    from entroad.predict import overlay_image
+    from entroad.predict.overlays import overlay_image
 
     img = Image.fromarray(np.full((40, 60, 3), 128, np.uint8))
     amap = np.zeros((40, 60), np.float32)

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from entroad import metrics as M
-from entroad.evaluate import (
+from entroad.evaluation import metrics as M
+from entroad.evaluation import pixel_metrics as PM
+from entroad.evaluation.report import write_report
+from entroad.evaluation.results import (
     ClassResult,
     DatasetResult,
     EvaluationResult,
     Example,
     ModelIdentity,
-    write_results,
 )
-from entroad.report import write_report
+from entroad.evaluation.writers import write_results
 
 
 def _identity(random_init: bool) -> ModelIdentity:
@@ -51,7 +52,7 @@ def make_result(tmp_path, random_init: bool = True) -> EvaluationResult:
     im = M.image_metrics(s, y)
     masks = np.zeros((4, 32, 32), bool)
     masks[1:, 8:16, 8:16] = True
-    pm = M.pixel_metrics(np.clip(masks * 0.3 + rng.random(masks.shape) * 0.7, 0, 1), masks)
+    pm = PM.pixel_metrics(np.clip(masks * 0.3 + rng.random(masks.shape) * 0.7, 0, 1), masks)
     metrics = {**im.as_percent(), **pm.as_percent()}
     cls = ClassResult(
         dataset="mvtec", cls="bottle", n_images=40, n_normal=20, n_anomalous=20, n_pixel_images=4,
@@ -117,7 +118,7 @@ def test_example_grid_shows_the_mask_where_it_is(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from entroad.report import examples_figure
+    from entroad.evaluation.figures import examples_figure
 
     rng = np.random.default_rng(1)
     ex = _example(tmp_path, 1, 0.9, rng)
@@ -156,7 +157,7 @@ def test_results_files_from_a_hand_built_result(tmp_path):
 
 
 def test_grid_titles_say_when_there_is_no_threshold(tmp_path, monkeypatch):
-    import entroad.report as R
+    import entroad.evaluation.figures as R
 
     res = make_result(tmp_path)
     res.datasets[0].operating_point = None
@@ -171,7 +172,7 @@ def test_example_grid_colorbars_are_opaque(tmp_path):
     """The overlay is drawn at alpha 0.5; its colour bar must still show the full colours."""
     import matplotlib.figure
 
-    from entroad.report import examples_figure
+    from entroad.evaluation.figures import examples_figure
 
     rng = np.random.default_rng(2)
     bars = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import entroad.evaluate
+import entroad.evaluation.engine
 import entroad.train
 from entroad.errors import PipelineBusyError
 from entroad.tracking import registry
@@ -32,9 +32,9 @@ def state(params):
 
 
 def with_metrics(value: float):
-    """Wrap entroad.evaluate.evaluate so every dataset metric of the new model reads ``value``:
+    """Wrap entroad.evaluation.engine.evaluate so every dataset metric of the new model reads ``value``:
     a candidate of known quality (deliberately worse: 0, deliberately better: 100)."""
-    real = entroad.evaluate.evaluate
+    real = entroad.evaluation.engine.evaluate
 
     def fake_quality(*args, **kwargs):
         result = real(*args, **kwargs)
@@ -78,14 +78,14 @@ def test_worse_candidate_is_not_promoted_better_one_is(repo, in_dir, monkeypatch
     before, _ = state(params)
     champion = state(params)[1]["champion"]
 
-    monkeypatch.setattr(entroad.evaluate, "evaluate", with_metrics(0.0))
+    monkeypatch.setattr(entroad.evaluation.engine, "evaluate", with_metrics(0.0))
     worse = retrain_flow("params.yaml", ["train.seed=2"])
     assert worse["verdict"] == "rejected" and worse["champion"] == champion
     versions, aliases = state(params)
     assert aliases == {"champion": champion, "challenger": worse["version"]}
     assert "regresses" in worse["decision_markdown"]
 
-    monkeypatch.setattr(entroad.evaluate, "evaluate", with_metrics(100.0))
+    monkeypatch.setattr(entroad.evaluation.engine, "evaluate", with_metrics(100.0))
     better = retrain_flow("params.yaml", ["train.seed=3"])
     assert better["verdict"] == "promoted"
     versions, aliases = state(params)
@@ -113,7 +113,7 @@ def test_failed_training_or_evaluation_registers_nothing(repo, in_dir, monkeypat
         raise RuntimeError("evaluation crashed (simulated)")
 
     with monkeypatch.context() as m:
-        m.setattr(entroad.evaluate, "evaluate", broken_eval)
+        m.setattr(entroad.evaluation.engine, "evaluate", broken_eval)
         with pytest.raises(RuntimeError, match="simulated"):
             retrain_flow("params.yaml", ["train.seed=5"])
     assert state(params) == before  # the trained model is logged as a run, but never registered or aliased
@@ -122,7 +122,7 @@ def test_failed_training_or_evaluation_registers_nothing(repo, in_dir, monkeypat
 
 
 def test_second_retrain_at_once_fails_clearly(repo, in_dir):
-    from entroad.tracking.lock import pipeline_lock
+    from entroad.locks import pipeline_lock
 
     in_dir(repo)
     with pipeline_lock(repo, what="retrain flow"):

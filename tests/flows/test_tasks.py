@@ -11,10 +11,10 @@ import yaml
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from entroad.errors import ConfigError
+from entroad.evaluation.summary import summary_markdown
 from entroad.tracking.keys import evaluation_settings_key, train_key
 from flows import tasks
 from flows.common import artifact_key, evaluation_runner, read_params
-from flows.evaluate import results_markdown
 from flows.ingest import datasets_for_retrain
 from tests.flows.conftest import pipeline_params
 
@@ -83,11 +83,11 @@ def test_ingest_and_train_tasks_fn(project, monkeypatch):
     assert len(info["model_key"]) == 16
 
 
-def test_results_markdown_flags_random_init():
+def test_summary_markdown_flags_random_init():
     summary = {"random_init": True, "report": "runs/x/report.html", "target_means": {"image_auroc": 61.0},
                "datasets": {"a": {"domain": "industrial", "data_version": "abc.dir", "in_domain": False,
                                   "metrics": {"image_auroc": 61.0, "pixel_auroc": None}}}}
-    md = results_markdown(summary)
+    md = summary_markdown(summary)
     assert "RANDOM-INIT BACKBONE" in md and "| a | industrial | `abc.dir` | 61.0 | — |" in md
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -34,6 +36,36 @@ def test_tiny_random_init_is_deterministic_and_labelled():
     assert not any(p.requires_grad for p in a.model.parameters())
     c = bb.load_backbone(tiny_params(**{"backbone.init_seed": 1}).backbone)
     assert c.info.weights_sha256 != a.info.weights_sha256
+
+
+def test_random_init_build_is_thread_safe_and_leaves_the_global_rng_alone():
+    cfg = tiny_params().backbone
+    with torch.random.fork_rng(devices=[]):  # how earlier versions seeded it: same weights now
+        torch.manual_seed(cfg.init_seed)
+        before = "random-init:" + bb.state_sha256(bb._create(cfg.name, None, cfg.image_size, False))
+    hashes: list[str] = []
+    stop = threading.Event()
+
+    def build():
+        hashes.append(bb.load_backbone(cfg).info.weights_sha256)
+
+    def draw_from_global_rng():
+        while not stop.is_set():
+            torch.randn(64)
+
+    noise = threading.Thread(target=draw_from_global_rng)
+    noise.start()
+    builders = [threading.Thread(target=build) for _ in range(3)]
+    for t in builders:
+        t.start()
+    for t in builders:
+        t.join()
+    stop.set()
+    noise.join()
+    assert hashes == [before] * 3
+    state = torch.random.get_rng_state()
+    bb.load_backbone(cfg)
+    assert torch.equal(state, torch.random.get_rng_state())
 
 
 def test_missing_pretrained_weights_name_the_file_and_the_fix(isolated_caches):

@@ -48,7 +48,7 @@ def test_checkpoint_holds_learnable_tensors_only_and_reloads(small_set, tmp_path
     x = torch.zeros(1, 3, 112, 112)
     assert torch.isfinite(model.predict(x).score).all()
     # ablation variant from the same checkpoint
-    variant = EntroAD.from_checkpoint(ckpt, device="cpu", overrides={"entropy": "none"})
+    variant = load_checkpoint(ckpt, device="cpu", overrides={"entropy": "none"})
     assert variant.cfg.entropy == "none" and torch.all(variant.predict(x).entropy_map == 0)
 
 

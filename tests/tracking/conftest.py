@@ -70,7 +70,7 @@ def trained(params, tmp_path_factory):
 @pytest.fixture(scope="session")
 def evaluated(params, trained, tmp_path_factory):
     """Its real cross-domain evaluation (EvaluationResult) and the folder holding the report."""
-    from entroad.evaluate import evaluate
+    from entroad.evaluation.engine import evaluate
 
     out = tmp_path_factory.mktemp("evaluation")
     return evaluate(trained.model_dir, TARGETS, params, out, progress=False), out

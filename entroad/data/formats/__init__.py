@@ -1,7 +1,6 @@
 """Format readers, one module per on-disk layout; ``get_format(name)`` looks them up.
 
-DICOM is handled by :mod:`entroad.data.dicom` (format name ``dicom``), not listed here
-because it does not go through the shared image converter.
+DICOM is one of them (:mod:`entroad.data.formats.dicom`); it brings its own converter.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from entroad.data.formats import (
     btad,
     cvc_clinicdb,
     cvc_colondb,
+    dicom,
     dtd_synthetic,
     folder,
     headct,
@@ -26,17 +26,16 @@ from entroad.data.formats import (
 from entroad.data.formats.base import ImageFormat
 from entroad.errors import ConfigError
 
-IMAGE_FORMATS: dict[str, ImageFormat] = {
+FORMATS: dict[str, ImageFormat] = {
     m.FORMAT.name: m.FORMAT
     for m in (mvtec, visa, btad, mpdd, ksdd2, dtd_synthetic, brainmri, headct, br35h, isic,
-              cvc_colondb, cvc_clinicdb, kvasir, folder, anomalyclip)
+              cvc_colondb, cvc_clinicdb, kvasir, folder, anomalyclip, dicom)
 }
-DICOM_FORMAT = "dicom"
-FORMAT_NAMES: tuple[str, ...] = (*sorted(IMAGE_FORMATS), DICOM_FORMAT)
+FORMAT_NAMES: tuple[str, ...] = tuple(sorted(FORMATS))
 
 
 def get_format(name: str) -> ImageFormat:
     try:
-        return IMAGE_FORMATS[name]
+        return FORMATS[name]
     except KeyError:
         raise ConfigError(f"unknown dataset format {name!r}; known formats: {', '.join(FORMAT_NAMES)}") from None

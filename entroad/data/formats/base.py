@@ -3,6 +3,8 @@
 A reader only understands a layout (folder names, CSVs, mask naming). Decoding, checks
 (corrupt files, mask sizes, duplicates) and writing are shared by every reader and live in
 :mod:`entroad.data.convert`, so all formats fail the same way on the same bad input.
+A format whose files are not plain images (DICOM) brings its own ``convert`` and
+``prepare`` (options that hold a secret, raw paths that must not appear in caches).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from entroad.data.images import is_image
+from entroad.data.manifest import Record
 from entroad.errors import ConfigError, DatasetError
 
 LABEL_FROM_MASK = -1  # RawItem.label when the layout's mask decides it (e.g. KolektorSDD2)
@@ -49,15 +52,42 @@ class Scan:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """The options of one dataset as its format resolved them."""
+
+    options: dict[str, Any]  # what the reader uses (may hold a secret)
+    public: dict[str, Any]  # what dataset.json and the input fingerprint record
+    path_key: Callable[[str], str] | None = None  # raw path -> cache key (None: the path itself)
+    secret: bytes = b""  # format-private state the converter needs (the DICOM salt)
+
+
+# ``convert(source, out_dir, prepared, progress bar) -> (records, skipped, audit extra)``
+Converter = Callable[[Path, Path, Prepared, Any], tuple[list[Record], list[Skip], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
 class ImageFormat:
-    """A raw layout reader: ``scan(source, options) -> Scan``."""
+    """A raw layout reader: ``scan(source, options) -> Scan``, or its own ``convert``."""
 
     name: str
     domain: str  # default domain of datasets in this layout
-    scan: Callable[[Path, dict[str, Any]], Scan]
+    scan: Callable[[Path, dict[str, Any]], Scan] | None = None  # None: ``convert`` does it all
     options: dict[str, Any] = field(default_factory=dict)  # allowed options and defaults
     masks: bool = True  # anomalous images are expected to come with a pixel mask
     description: str = ""
+    convert: Converter | None = None  # replaces scan + the shared image converter
+    # (spec options, data root, dataset has a sample recipe) -> Prepared; None: resolve_options
+    prepare_options: Callable[[dict[str, Any], Path, bool], Prepared] | None = None
+
+    def prepare(self, given: dict[str, Any], data_root: Path, generated: bool = False) -> Prepared:
+        if self.prepare_options is not None:
+            return self.prepare_options(given, data_root, generated)
+        options = self.resolve_options(given)
+        return Prepared(options, options)
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Every option a user can set, with its default (for ``entroad data formats``)."""
+        return dict(self.options) if self.prepare_options is not None else {**self.options, **COMMON_OPTIONS}
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
         unknown = set(given) - set(self.options) - set(COMMON_OPTIONS)
@@ -66,7 +96,9 @@ class ImageFormat:
                 f"format {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known: {sorted(set(self.options) | set(COMMON_OPTIONS))}"
             )
-        return {**COMMON_OPTIONS, **self.options, **given}
+        resolved = {**COMMON_OPTIONS, **self.options, **given}
+        _check_common(self.name, resolved)
+        return resolved
 
 
 # Options every image format accepts (used by the shared converter).
@@ -74,6 +106,18 @@ COMMON_OPTIONS: dict[str, Any] = {
     "missing_masks": "skip",  # anomalous image without its mask: skip | keep (image-level)
     "classes": None,  # only ingest these classes (list) - handy for huge datasets
 }
+
+
+def _check_common(fmt: str, options: dict[str, Any]) -> None:
+    """The shared options are typed: a string ``classes`` would match substrings, and an
+    unknown ``missing_masks`` would silently act as ``skip``."""
+    if options["missing_masks"] not in ("skip", "keep"):
+        raise ConfigError(f"format {fmt!r}: option missing_masks must be 'skip' or 'keep', got {options['missing_masks']!r}")
+    classes = options["classes"]
+    if classes is not None and (
+        not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes)
+    ):
+        raise ConfigError(f"format {fmt!r}: option classes must be a list of class names, e.g. [bottle, cable], got {classes!r}")
 
 
 def rel(path: Path, source: Path) -> str:

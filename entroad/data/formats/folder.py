@@ -28,19 +28,42 @@ from entroad.data.formats.base import (
     require_dir,
     stem_index,
 )
+from entroad.data.formats.fields import checked, class_option, folder_option, split_option
 from entroad.data.images import is_image
-from entroad.errors import DatasetError
+from entroad.errors import ConfigError, DatasetError
 
 
 def _all_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_image(p)) if folder.is_dir() else []
 
 
-def _role_dirs(cdir: Path, options: dict[str, Any]) -> tuple[Path, list[Path]]:
-    normal = cdir / options["normal"]
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Folder-name options must name folders inside the source (no separators, no '..')."""
     wanted = options.get("anomalous")
     if isinstance(wanted, str):
         wanted = [wanted]
+    if wanted is not None and not isinstance(wanted, list):
+        raise ConfigError(f"format 'folder': option anomalous must be a folder name or a list of them, got {wanted!r}")
+    return {
+        **options,
+        "normal": folder_option(options["normal"], "folder", "normal"),
+        "masks": folder_option(options["masks"], "folder", "masks"),
+        "anomalous": [folder_option(a, "folder", "anomalous") for a in wanted] if wanted else None,
+        "split": split_option(options, "folder"),
+        "class_name": None if options.get("class_name") is None else class_option(options, "folder"),
+        "mask_suffix": _suffix(options.get("mask_suffix")),
+    }
+
+
+def _suffix(value: Any) -> str:
+    if not isinstance(value, str) or "/" in value or "\\" in value:
+        raise ConfigError(f"format 'folder': option mask_suffix must be a plain text such as '_mask', got {value!r}")
+    return value
+
+
+def _role_dirs(cdir: Path, options: dict[str, Any]) -> tuple[Path, list[Path]]:
+    normal = cdir / options["normal"]
+    wanted = options["anomalous"]
     if wanted:
         anomalous = [cdir / a for a in wanted]
     else:
@@ -55,6 +78,7 @@ def _is_class_root(p: Path, options: dict[str, Any]) -> bool:
 
 def _scan(source: Path, options: dict[str, Any]) -> Scan:
     require_dir(source, "source")
+    options = _checked_options(options)
     if _is_class_root(source, options):
         classes = [(source, options.get("class_name") or source.name)]
     else:
@@ -91,7 +115,7 @@ def _scan(source: Path, options: dict[str, Any]) -> Scan:
             if m not in used:
                 scan.skip(rel(m, source), "mask without image")
     scan.masks_expected = any_masks
-    return scan
+    return checked(scan)
 
 
 FORMAT = ImageFormat(

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from entroad.data.formats.base import ImageFormat, Scan, require_dir
+from entroad.data.formats.fields import class_option, folder_option
 from entroad.data.formats.paired import scan_pairs
 from entroad.errors import DatasetError
 
 
 def _pick(source: Path, given: str | None, words: tuple[str, ...], avoid: tuple[str, ...] = ()) -> str:
-    if given:
-        return given
+    if given is not None:
+        return folder_option(given, "isic", "images/masks")
     for d in sorted(p for p in source.rglob("*") if p.is_dir()):
         name = d.name.lower()
         if any(w in name for w in words) and not any(a in name for a in avoid):
@@ -34,8 +35,10 @@ def _scan(source: Path, options: dict[str, Any]) -> Scan:
     require_dir(source, "source")
     masks = _pick(source, options["masks"], ("groundtruth", "ground_truth", "masks"))
     images = _pick(source, options["images"], ("data", "input", "images"), avoid=("groundtruth", "ground_truth"))
+    if images.lower() == masks.lower():
+        raise DatasetError(f"{source}: images and masks are the same folder {images!r}; set options images/masks")
     return scan_pairs(
-        source, options["class_name"], (images,), (masks,),
+        source, class_option(options, "isic"), (images,), (masks,),
         mask_suffixes=("_segmentation", "_Segmentation", "_mask", ""), anomaly_type="lesion",
     )
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from entroad.data.formats.base import LABEL_FROM_MASK, ImageFormat, RawItem, Scan, images_in, rel, require_dir
+from entroad.data.formats.fields import bool_option, checked, class_option
 
 
 def _scan(source: Path, options: dict[str, Any]) -> Scan:
     require_dir(source, "source")
+    cls = class_option(options, "ksdd2")
     scan = Scan()
-    splits = ("train", "test") if options["include_train"] else ("test",)
+    splits = ("train", "test") if bool_option(options, "ksdd2", "include_train") else ("test",)
     for split in splits:
         files = images_in(source / split)
         masks = {f.stem[:-3]: f for f in files if f.stem.upper().endswith("_GT")}
@@ -29,11 +31,11 @@ def _scan(source: Path, options: dict[str, Any]) -> Scan:
                 scan.skip(rel(img, source), "image without its _GT mask")
                 continue
             scan.items.append(
-                RawItem(img, LABEL_FROM_MASK, options["class_name"], split, mask, None, rel(img, source))
+                RawItem(img, LABEL_FROM_MASK, cls, split, mask, None, rel(img, source))
             )
         for stem in sorted(set(masks) - stems):
             scan.skip(rel(masks[stem], source), "mask without image")
-    return scan
+    return checked(scan)
 
 
 FORMAT = ImageFormat(

@@ -25,6 +25,7 @@ from entroad.data.formats.base import (
     require_dir,
     stem_index,
 )
+from entroad.data.formats.fields import bool_option, checked
 
 
 def class_dirs(source: Path) -> list[Path]:
@@ -43,12 +44,13 @@ def scan_mvtec_like(
     gt_dir: str = "ground_truth",
 ) -> Scan:
     scan = Scan()
+    include_train = bool_option({"include_train": True, **options}, "mvtec-like", "include_train")
     normal = {n.lower() for n in normal_names}
     for cdir in class_dirs(source):
         cls = cdir.name
         if not keep_class(cls, options):
             continue
-        if options.get("include_train", True):
+        if include_train:
             for sub in sorted(p for p in (cdir / "train").glob("*") if p.is_dir()):
                 for img in images_in(sub):
                     scan.items.append(RawItem(img, 0, cls, "train", None, "good", rel(img, source)))
@@ -70,7 +72,7 @@ def scan_mvtec_like(
             for d in sorted(p for p in gt.iterdir() if p.is_dir() and not (cdir / "test" / p.name).is_dir()):
                 for m in images_in(d):
                     scan.skip(rel(m, source), "mask without image")
-    return scan
+    return checked(scan)
 
 
 def _scan(source: Path, options: dict[str, Any]) -> Scan:

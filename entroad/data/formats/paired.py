@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from entroad.data.formats.base import ImageFormat, RawItem, Scan, images_in, rel, require_dir, stem_index
+from entroad.data.formats.fields import checked, class_option
 from entroad.errors import DatasetError
 
 
@@ -28,6 +29,7 @@ def scan_yes_no(
 ) -> Scan:
     """Image-level data: anomalous images in a ``yes`` folder, normal ones in ``no``."""
     require_dir(source, "source")
+    cls = class_option({"class_name": cls}, "yes/no folders")
     ydir, ndir = find_dir(source, yes), find_dir(source, no)
     if ydir is None or ndir is None:
         raise DatasetError(f"{source}: expected folders {yes[0]!r} and {no[0]!r} (anomalous / normal images)")
@@ -39,7 +41,7 @@ def scan_yes_no(
         d = find_dir(source, (name,))
         for img in images_in(d) if d else []:
             scan.skip(rel(img, source), f"unlabelled ({name} folder)")
-    return scan
+    return checked(scan)
 
 
 def scan_pairs(
@@ -48,6 +50,7 @@ def scan_pairs(
 ) -> Scan:
     """Every image is anomalous and has a mask with the same stem (+ optional suffix)."""
     require_dir(source, "source")
+    cls = class_option({"class_name": cls}, "image/mask folders")
     idir, mdir = find_dir(source, image_dirs), find_dir(source, mask_dirs)
     if idir is None or mdir is None:
         raise DatasetError(
@@ -64,7 +67,7 @@ def scan_pairs(
         scan.items.append(RawItem(img, 1, cls, "test", mask, anomaly_type, rel(img, source)))
     for m in sorted(set(masks.values()) - used):
         scan.skip(rel(m, source), "mask without image")
-    return scan
+    return checked(scan)
 
 
 POLYP_IMAGE_DIRS = ("images", "image", "Original", "imgs")
@@ -77,7 +80,7 @@ def polyp_format(name: str, title: str) -> ImageFormat:
     releases) with matching names; every image shows a polyp."""
 
     def scan(source: Path, options: dict[str, Any]) -> Scan:
-        return scan_pairs(source, options["class_name"], POLYP_IMAGE_DIRS, POLYP_MASK_DIRS,
+        return scan_pairs(source, class_option(options, name), POLYP_IMAGE_DIRS, POLYP_MASK_DIRS,
                           mask_suffixes=("", "_mask"), anomaly_type="polyp")
 
     return ImageFormat(

@@ -8,29 +8,38 @@
     candle/Data/Masks/Anomaly/000.png      (0/1 label maps, binarised at > 0)
     candle/image_anno.csv                  image,label,mask (label = defect description)
 
-Without the split CSV every image is read from the folders as a test image.
+A split-CSV row with an unknown label or split, a class name with a path separator, or an
+image/mask path outside the dataset folder is skipped and reported. Without the split CSV every image is read from the folders as a test image.
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 from entroad.data.formats.base import ImageFormat, RawItem, Scan, images_in, keep_class, rel, require_dir
+from entroad.data.formats.fields import (
+    BadValue,
+    checked,
+    class_name,
+    inside,
+    read_csv,
+    show,
+    skip_bad,
+    split_name,
+)
 from entroad.errors import DatasetError
 
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+_NORMAL = ("normal", "good", "0")
+_ANOMALOUS = ("anomaly", "abnormal", "bad", "1")
 
 
 def _defect_types(source: Path, cls: str) -> dict[str, str]:
     anno = source / cls / "image_anno.csv"
     if not anno.is_file():
         return {}
-    return {r.get("image", ""): r.get("label", "") for r in _read_csv(anno)}
+    # Only a description of the defect: a malformed row just leaves the type generic.
+    return {r.get("image", ""): r.get("label", "") for _, r in read_csv(anno) if r is not None}
 
 
 def _atype(text: str) -> str:
@@ -48,37 +57,53 @@ def _scan(source: Path, options: dict[str, Any]) -> Scan:
 
 def _scan_csv(source: Path, split_csv: Path, options: dict[str, Any]) -> Scan:
     scan = Scan()
-    rows = _read_csv(split_csv)
+    rows = read_csv(split_csv)
     need = {"object", "split", "label", "image"}
-    if rows and not need <= set(rows[0]):
-        raise DatasetError(f"{split_csv}: needs columns {sorted(need)}, has {sorted(rows[0])}")
+    header = next((r for _, r in rows if r is not None), None)
+    if header is not None and not need <= set(header):
+        raise DatasetError(f"{split_csv}: needs columns {sorted(need)}, has {sorted(header)}")
     types: dict[str, dict[str, str]] = {}
     referenced: set[Path] = set()
-    for r in rows:
-        cls = r["object"]
+    for line, r in rows:
+        where = f"{options['split_csv']} line {line}"
+        try:
+            if r is None:
+                raise BadValue("more cells than the header")
+            cls = class_name(r["object"], "object")
+            label = _label(r["label"])
+            split = split_name(r["split"])
+            img, ipath = inside(source, r["image"], "image")
+            mask = inside(source, r["mask"], "mask")[0] if r.get("mask") else None
+        except BadValue as e:
+            skip_bad(scan, where, e)
+            continue
         if not keep_class(cls, options):
             continue
-        img = source / r["image"]
-        mask = source / r["mask"] if r.get("mask") else None
         if mask is not None:
             referenced.add(mask.resolve())
         if not img.is_file():
-            scan.skip(r["image"], "listed in split csv but missing")
+            scan.skip(ipath, "listed in split csv but missing")
             continue
         if mask is not None and not mask.is_file():
             scan.skip(r["mask"], "mask listed in split csv but missing")
             mask = None
-        label = 0 if r["label"].lower() in ("normal", "good", "0") else 1
-        split = r["split"] if r["split"] in ("train", "test") else "test"
         if cls not in types:
             types[cls] = _defect_types(source, cls)
         atype = "good" if label == 0 else _atype(types[cls].get(r["image"], ""))
-        scan.items.append(RawItem(img, label, cls, split, mask, atype, r["image"]))
+        scan.items.append(RawItem(img, label, cls, split, mask, atype, ipath))
     for cls in sorted(types):
         for m in images_in(source / cls / "Data" / "Masks" / "Anomaly"):
             if m.resolve() not in referenced:
                 scan.skip(rel(m, source), "mask without image")
-    return scan
+    return checked(scan)
+
+
+def _label(value: str) -> int:
+    """VisA labels are words (normal / anomaly); 0/1 is accepted too. Anything else is malformed."""
+    word = value.strip().lower()
+    if word in _NORMAL or word in _ANOMALOUS:
+        return int(word in _ANOMALOUS)
+    raise BadValue(f"label {show(value)} is not one of {', '.join(_NORMAL + _ANOMALOUS)}")
 
 
 def _scan_folders(source: Path, options: dict[str, Any]) -> Scan:
@@ -98,7 +123,7 @@ def _scan_folders(source: Path, options: dict[str, Any]) -> Scan:
             scan.items.append(RawItem(img, 1, cls, "test", masks.get(img.stem), _atype(types.get(r, "")), r))
         for stem in sorted(set(masks) - used):
             scan.skip(rel(masks[stem], source), "mask without image")
-    return scan
+    return checked(scan)
 
 
 FORMAT = ImageFormat(

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from entroad.data.manifest import DatasetMeta, ProcessedDataset, Record, write_manifest
-from entroad.data.synthetic_defects import APPLY, DEFECTS, DIFFUSE_DEFECTS, LOCALISED_DEFECTS
-from entroad.data.synthetic_textures import FAMILIES, draw_texture, render
+from entroad.data.synthetic.defects import APPLY, DEFECTS, DIFFUSE_DEFECTS, LOCALISED_DEFECTS
+from entroad.data.synthetic.textures import FAMILIES, draw_texture, render
 
 __all__ = [
     "FAMILIES",

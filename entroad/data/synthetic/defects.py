@@ -14,7 +14,7 @@ import colorsys
 import numpy as np
 from scipy import ndimage
 
-from entroad.data.synthetic_textures import Texture, render, smooth_noise
+from entroad.data.synthetic.textures import Texture, render, smooth_noise
 
 LOCALISED_DEFECTS: tuple[str, ...] = ("scratch", "hole", "crack")
 DIFFUSE_DEFECTS: tuple[str, ...] = ("stain", "color_drift", "texture_irregularity")

@@ -1,11 +1,11 @@
 """DICOM ingest: a folder of DICOM files -> de-identified 8-bit PNG slices + manifest records.
 
 Pipeline: scan (:func:`scan_file`, on a few threads: each file is read once; its header
-(:mod:`entroad.data.dicom_scan`: non-DICOM and non-image files are skipped and reported)
+(:mod:`entroad.data.dicom.scan`: non-DICOM and non-image files are skipped and reported)
 and its pixels come from the same dataset; slices displayed on their own - a window, the
 file's window / VOI LUT, colour - are decoded, windowed, resized and PNG-encoded right
 away into a staging folder) -> volumes (series stacks, multi-frame files) -> labels/masks
-(:mod:`entroad.data.dicom_labels`, :mod:`entroad.data.dicom_masks`) -> slice selection ->
+(:mod:`entroad.data.dicom.labels`, :mod:`entroad.data.dicom.masks`) -> slice selection ->
 :func:`run_task` per chunk: staged PNGs are moved to their final names; slices the scan
 left (percentile display, which needs the whole volume; slice selections other than
 ``all``) are decoded then with ``pydicom.pixels.pixel_array(path, ds_out=...)``.
@@ -25,7 +25,6 @@ file id, and the audit holds counts only.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -35,22 +34,24 @@ from typing import Any
 
 import numpy as np
 
-from entroad.data.deid import Pseudonymizer
-from entroad.data.dicom_labels import LabelRow, covers, read_labels
-from entroad.data.dicom_masks import MaskError, nifti_on_grid, png_mask
-from entroad.data.dicom_pixels import (
-    file_window,
+from entroad.data.dicom.deid import Pseudonymizer
+from entroad.data.dicom.labels import LabelRow, covers, read_labels
+from entroad.data.dicom.masks import MaskError, nifti_on_grid, png_mask
+from entroad.data.dicom.pixels import (
+    DecodeProblem,
+    decode_dataset,
+    decode_file,
+    encode_slice,
     fit_size,
+    frame_of,
     modality_values,
+    monochrome1,
     parse_display,
     percentile_range,
     percentile_uint8,
-    rescale,
-    to_rgb,
-    voi_lut_uint8,
-    window_uint8,
+    render,
 )
-from entroad.data.dicom_scan import (
+from entroad.data.dicom.scan import (
     Header,
     NotAnImage,
     Volume,
@@ -61,51 +62,11 @@ from entroad.data.dicom_scan import (
 )
 from entroad.data.fingerprint import raw_files
 from entroad.data.formats.base import Skip
-from entroad.data.images import encode_png, scale_to_uint8
+from entroad.data.images import encode_png
 from entroad.data.manifest import Record
-from entroad.errors import ConfigError, DicomError
+from entroad.errors import DicomError
 
-DICOM_DOMAIN = "medical"
-DICOM_OPTIONS: dict[str, Any] = {
-    "labels": "labels.csv",  # CSV relative to the source folder; null = no labels
-    "unlabelled": "skip",  # slices without a label: skip | normal | error
-    # Display per modality: window preset | "C/W" | file | percentile.
-    "display": {"CT": "brain", "MR": "percentile", "default": "file"},
-    "percentiles": [1.0, 99.0],
-    "slices": "all",  # all | middle | every:K | range:A:B
-    "size": 518,  # output side in pixels ("sized for the model")
-    "resize": "pad",  # pad (keep aspect, black borders) | stretch
-    "class_name": None,  # default: the modality in lower case ("ct", "mr")
-    "allow_burned_in": False,  # BurnedInAnnotation=YES files may show names in pixels
-    "workers": 0,  # threads; 0 = min(4, CPU cores); 1 = all in the calling thread
-    "chunk": 16,  # slices per work unit when a volume can be split
-    "salt": None,  # prefer $ENTROAD_DEID_SALT or salt_file: params.yaml is committed
-    "salt_file": None,
-}
 _NIFTI = (".nii", ".nii.gz")
-
-
-def resolve_dicom_options(given: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(given) - set(DICOM_OPTIONS)
-    if unknown:
-        raise ConfigError(f"format 'dicom': unknown option(s) {sorted(unknown)}; known: {sorted(DICOM_OPTIONS)}")
-    opts = {**DICOM_OPTIONS, **given}
-    display = {**DICOM_OPTIONS["display"], **{str(k).upper() if k != "default" else k: v for k, v in (given.get("display") or {}).items()}}
-    try:
-        for v in display.values():
-            parse_display(v)
-        select_slices(3, opts["slices"])
-    except ValueError as e:
-        raise ConfigError(f"format 'dicom': {e}") from None
-    if opts["unlabelled"] not in ("skip", "normal", "error"):
-        raise ConfigError("format 'dicom': unlabelled must be skip | normal | error")
-    if opts["resize"] not in ("pad", "stretch"):
-        raise ConfigError("format 'dicom': resize must be pad | stretch")
-    if int(opts["size"]) < 4:
-        raise ConfigError("format 'dicom': size must be >= 4 pixels")
-    opts["display"] = display
-    return opts
-
 
 # --------------------------------------------------------------------------------------------
 # Work units and the per-slice pixel work
@@ -138,172 +99,6 @@ class Task:
     file_ids: dict[str, str]
     jobs: list[SliceJob] = field(default_factory=list)
     syntaxes: dict[str, str] = field(default_factory=dict)  # rel -> transfer syntax name
-
-
-class DecodeProblem(Exception):
-    pass
-
-
-def decode_reason(e: Exception, ts_name: str) -> str:
-    """PHI-free reason for a pixel-decode failure, naming the plugin to install if that is it."""
-    msg = str(e)
-    needs = re.findall(r"(\S+) - requires ([^\n]+)", msg)
-    if needs:
-        pkgs = "; ".join(f"{req.strip().rstrip('.')}" for _, req in needs)
-        return f"cannot decode {ts_name} pixel data (install a pixel-data plugin: {pkgs})"
-    if "no pixel data decoders" in msg.lower() or "not supported" in msg.lower():
-        return f"cannot decode {ts_name} pixel data (no decoder for this transfer syntax)"
-    return f"corrupt or truncated pixel data ({type(e).__name__})"
-
-
-# Read besides group 0028 (pixel module, rescale, windows, LUTs): the functional groups of
-# enhanced multi-frame files, where their rescale lives.
-_PIXEL_EXTRA_TAGS = [0x52009229, 0x52009230]  # Shared / PerFrame Functional Groups Sequence
-
-
-def _palette(ds: Any, arr: np.ndarray) -> np.ndarray:
-    if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
-        try:
-            return scale_to_uint8(np.asarray(apply_color_lut(arr, ds)))
-        except Exception as e:
-            raise DecodeProblem(f"cannot display pixel data ({type(e).__name__})") from None
-    return arr
-
-
-def _decode(path: Path, ts_name: str) -> tuple[Any, np.ndarray]:
-    """(dataset with the pixel-related elements only, decoded pixels) of one file.
-
-    ``pydicom.pixels.pixel_array(path, ds_out=...)`` parses only what decoding and display
-    need (no identifying element is even converted) and decodes in the same pass. Used for
-    the slices the scan did not render (percentile display, slice selections).
-    """
-    from pydicom.dataset import Dataset
-    from pydicom.pixels import pixel_array
-
-    ds = Dataset()
-    try:
-        arr = pixel_array(path, ds_out=ds, specific_tags=_PIXEL_EXTRA_TAGS)
-    except Exception as e:
-        raise DecodeProblem(decode_reason(e, ts_name)) from None
-    return ds, _palette(ds, arr)
-
-
-def _decode_dataset(ds: Any, ts_name: str) -> np.ndarray:
-    """Decoded pixels of a dataset the scan already parsed (no second read of the file).
-
-    ``pydicom.pixels.pixel_array(ds)`` decodes exactly as ``ds.pixel_array`` does, without
-    the dataset's cache bookkeeping (a third of the decode time of an uncompressed slice).
-    """
-    from pydicom.pixels import pixel_array
-
-    try:
-        arr = pixel_array(ds)
-    except Exception as e:
-        raise DecodeProblem(decode_reason(e, ts_name)) from None
-    return _palette(ds, arr)
-
-
-def _frame(arr: np.ndarray, frame: int | None) -> np.ndarray | None:
-    """One frame of the decoded pixels (multi-frame: (frames, rows, cols[, 3])); None if absent."""
-    if frame is None:
-        return arr
-    if arr.ndim < 3 or arr.shape[0] <= frame:
-        return None
-    return arr[frame]
-
-
-def _display(ds: Any, frame: np.ndarray, values: np.ndarray, mode: str, window: Any, prange: Any) -> np.ndarray:
-    if mode == "window":
-        return window_uint8(values, *window)
-    if mode == "percentile":
-        return percentile_uint8(values, prange)
-    if "VOILUTSequence" in ds:  # mode "file"
-        return voi_lut_uint8(ds, frame)
-    fw = file_window(ds)
-    if fw is not None:
-        return window_uint8(values, *fw)
-    return percentile_uint8(values, percentile_range(values, 1.0, 99.0))
-
-
-def _window_lut(ds: Any, dtype: np.dtype, window: tuple[float, float]) -> np.ndarray | None:
-    """Stored value -> display byte for every value of a <= 16-bit integer dtype, or None.
-
-    The same float32 operations as :func:`modality_values` + :func:`window_uint8`, applied
-    once per possible stored value instead of once per pixel, so ``lut[stored]`` gives
-    identical bytes at a fraction of the cost. Files with a Modality LUT Sequence take the
-    general path.
-    """
-    if dtype.kind not in "ui" or dtype.itemsize > 2 or "ModalityLUTSequence" in ds:
-        return None
-    unsigned = np.dtype(f"u{dtype.itemsize}")
-    stored = np.arange(2 ** (8 * dtype.itemsize), dtype=np.int64).astype(unsigned).view(dtype)
-    return window_uint8(modality_values(ds, stored), *window)
-
-
-def _apply_lut(lut: np.ndarray, frame: np.ndarray) -> np.ndarray:
-    idx = frame.view(np.dtype(f"u{frame.dtype.itemsize}")) if frame.dtype.kind == "i" else frame
-    return np.take(lut, idx)  # 2x faster than lut[idx]
-
-
-def _display_window(ds: Any, mode: str, window: Any) -> tuple[float, float] | None:
-    """The linear window a slice is shown with, when its display is one (else None)."""
-    if mode == "window":
-        return window
-    if mode == "file" and "VOILUTSequence" not in ds:
-        return file_window(ds)
-    return None
-
-
-def _monochrome1(ds: Any) -> bool:
-    return str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-
-
-# Window tables shared by the slices of one ingest (keyed by dtype, rescale, window, inversion).
-_LUTS: dict[tuple[Any, ...], np.ndarray | None] = {}
-_NO_LUT = np.zeros(0, np.uint8)  # cache miss marker
-
-
-def _show(ds: Any, frame: np.ndarray, mode: str, window: Any) -> np.ndarray:
-    """8-bit display of one slice for every mode but ``percentile`` (which needs its volume).
-
-    Colour slices are scaled by bit depth; grey slices go through their window (as a
-    per-stored-value table when possible), VOI LUT or own percentiles; MONOCHROME1 is
-    inverted so that high value = bright.
-    """
-    if frame.ndim == 3:
-        return scale_to_uint8(frame)
-    invert = _monochrome1(ds)
-    win = _display_window(ds, mode, window)
-    if win is not None:
-        key = (frame.dtype.str, rescale(ds), win, invert)
-        lut = _LUTS.get(key, _NO_LUT)
-        if lut is _NO_LUT:
-            lut = _window_lut(ds, frame.dtype, win)
-            if lut is not None and invert:
-                lut = 255 - lut
-            if len(_LUTS) > 64:
-                _LUTS.clear()
-            _LUTS[key] = lut
-        if lut is not None:
-            return _apply_lut(lut, frame)
-    img8 = _display(ds, frame, modality_values(ds, frame), mode, window, None)
-    return 255 - img8 if invert else img8
-
-
-def _render(ds: Any, frame: np.ndarray, mode: str, window: Any) -> np.ndarray | str:
-    """:func:`_show`, or a PHI-free reason when the file's display data is unusable."""
-    try:
-        return _show(ds, frame, mode, window)
-    except Exception as e:  # malformed VOI / Modality LUT, odd dtype...
-        return f"cannot display pixel data ({type(e).__name__})"
-
-
-def encode_slice(img8: np.ndarray, size: int, resize: str) -> bytes:
-    """Display bytes -> the model-sized PNG (grey: RGB by replication through a grey palette)."""
-    shown = fit_size(img8, size, resize)
-    return encode_png(shown, grey_rgb=True, rle=True) if shown.ndim == 2 else encode_png(to_rgb(shown))
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,14 +153,14 @@ def scan_file(args: tuple[str, str, int, RenderSpec | None]) -> Scanned:
         return Scanned(rel, header)
     frames: list[int | None] = [None] if header.frames == 1 else list(range(header.frames))
     try:
-        arr = _decode_dataset(ds, header.transfer_syntax)
+        arr = decode_dataset(ds, header.transfer_syntax)
     except DecodeProblem as e:
         return Scanned(rel, header, staged=dict.fromkeys(frames, str(e)))
     del ds.PixelData  # the decoded array is all that is needed now
     staged: dict[int | None, str | None] = {}
     for f in frames:
-        frame = _frame(arr, f)
-        img8 = "frame missing from pixel data" if frame is None else _render(ds, frame, mode, window)
+        frame = frame_of(arr, f)
+        img8 = "frame missing from pixel data" if frame is None else render(ds, frame, mode, window)
         if isinstance(img8, str):
             staged[f] = img8
             continue
@@ -396,7 +191,7 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         got = cache.get(job.rel)
         if got is None:
             try:
-                got = _decode(src / job.rel, task.syntaxes.get(job.rel, "unknown"))
+                got = decode_file(src / job.rel, task.syntaxes.get(job.rel, "unknown"))
             except DecodeProblem as e:
                 got = str(e)
                 skips.append((task.file_ids[job.rel], got))
@@ -405,7 +200,7 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         if isinstance(got, str):
             continue
         ds, arr = got
-        frame = _frame(arr, job.frame)
+        frame = frame_of(arr, job.frame)
         if frame is None:
             skips.append((task.file_ids[job.rel], "frame missing from pixel data"))
             continue
@@ -416,9 +211,9 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
             except Exception as e:
                 skips.append((task.file_ids[job.rel], f"cannot display pixel data ({type(e).__name__})"))
                 continue
-            ready.append((job, shape, None, values, _monochrome1(ds)))
+            ready.append((job, shape, None, values, monochrome1(ds)))
             continue
-        img8 = _render(ds, frame, mode, window)
+        img8 = render(ds, frame, mode, window)
         if isinstance(img8, str):
             skips.append((task.file_ids[job.rel], img8))
             continue
@@ -600,7 +395,7 @@ def _renders(options: dict[str, Any], rows: list[LabelRow]) -> Any:
     if not options["labels"] or options["unlabelled"] != "skip" or any(r.by_id for r in rows) or "." in keys:
         return lambda rel: True
 
-    def named(rel: str) -> bool:  # dicom_labels.covers for every row at once
+    def named(rel: str) -> bool:  # labels.covers for every row at once
         parts = rel.split("/")
         return rel in keys or any("/".join(parts[:i]) in keys for i in range(1, len(parts)))
 

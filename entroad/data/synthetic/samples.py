@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from entroad.config import DatasetSpec
-from entroad.data.synthetic import write_mvtec_layout, write_visa_layout
-from entroad.data.synthetic_dicom import write_dicom_study
+from entroad.data.synthetic.dicom_study import write_dicom_study
+from entroad.data.synthetic.layouts import write_mvtec_layout, write_visa_layout
 from entroad.errors import ConfigError
 
 log = logging.getLogger(__name__)

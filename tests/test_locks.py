@@ -1,4 +1,4 @@
-"""One pipeline at a time: a second retrain/promotion fails clearly instead of racing."""
+"""Locks: one pipeline at a time (a second retrain/promotion fails clearly), one DVC command per repo."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import time
 import pytest
 
 from entroad.errors import PipelineBusyError
-from entroad.tracking.lock import lock_path, pipeline_lock
+from entroad.locks import file_lock, lock_path, pipeline_lock
+from entroad.tracking.store import EMBEDDED_DIR
 
 HOLD = """
 import sys, time
-from entroad.tracking.lock import pipeline_lock
+from entroad.locks import pipeline_lock
 with pipeline_lock(sys.argv[1], what="retrain flow"):
     print("locked", flush=True)
     time.sleep(60)
@@ -54,3 +55,26 @@ def test_lock_is_not_reentrant_across_threads(tmp_path):
         t.start()
         t.join()
     assert len(errors) == 1
+
+
+def test_pipeline_lock_lives_beside_the_embedded_store(tmp_path):
+    assert lock_path(tmp_path) == tmp_path.resolve() / EMBEDDED_DIR / ".pipeline.lock"
+
+
+def test_file_lock_makes_a_second_holder_wait(tmp_path):
+    import threading
+
+    path = tmp_path / "sub" / "x.lock"
+    order: list[str] = []
+    with file_lock(path):
+        t = threading.Thread(target=lambda: file_lock_and_note(path, order))
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join()
+    assert order == ["first done", "second"]
+
+
+def file_lock_and_note(path, order):
+    with file_lock(path):
+        order.append("second")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from entroad.data.dicom_scan import Volume, volume_affine
+from entroad.data.dicom.scan import Volume, volume_affine
 from entroad.data.images import mask_from_array, read_mask
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])

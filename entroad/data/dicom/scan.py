@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from entroad.data.deid import phi_groups_present
+from entroad.data.dicom.deid import phi_groups_present
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def sort_slices(files: list[Header]) -> list[Header]:
 
 
 def group_volumes(headers: list[Header], pid: Any) -> list[Volume]:
-    """Group headers into volumes; ``pid`` is a :class:`~entroad.data.deid.Pseudonymizer`."""
+    """Group headers into volumes; ``pid`` is a :class:`~entroad.data.dicom.deid.Pseudonymizer`."""
     stacks: dict[tuple[Any, ...], list[Header]] = {}
     volumes: list[Volume] = []
     for h in headers:

@@ -13,7 +13,7 @@ One (fake) patient with two studies, written exactly like a PACS export would be
     <root>/labels.csv                      path,label,mask,anomaly_type
     <root>/README.txt                      a non-DICOM file (skipped and reported)
 
-Every identifying tag of the de-identification inventory (:data:`entroad.data.deid.PHI_GROUPS`,
+Every identifying tag of the de-identification inventory (:data:`entroad.data.dicom.deid.PHI_GROUPS`,
 after PS3.15 Annex E) is filled: :data:`PLANTED_PHI` plus a distinctive value per remaining
 keyword, identifying values inside standard sequences, a private tag and a private sequence;
 the patient's name is also the folder name. :func:`planted_needles` lists them so tests can
@@ -95,10 +95,10 @@ def _phi_value(i: int, kw: str, vr: str) -> object | None:
 
 def planted_tags() -> dict[str, object]:
     """{keyword: value} of every identifying keyword of the de-identification inventory
-    (:data:`entroad.data.deid.PHI_GROUPS`) that :func:`_base` fills in, sequences excluded."""
+    (:data:`entroad.data.dicom.deid.PHI_GROUPS`) that :func:`_base` fills in, sequences excluded."""
     from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-    from entroad.data.deid import PHI_GROUPS
+    from entroad.data.dicom.deid import PHI_GROUPS
 
     out: dict[str, object] = {}
     i = 0
@@ -309,7 +309,7 @@ def write_mr_multiframe(path: Path, seed: int, size: int, frames: int, study_uid
     ds.PerFrameFunctionalGroupsSequence = Sequence(per)
     _pixels(ds, np.clip(vol, 0, 4095))
     if rle:
-        ds.compress(RLELossless)
+        ds.compress(RLELossless, generate_instance_uid=False)  # keep the seeded UID: same bytes every run
     _save(ds, path)
 
 

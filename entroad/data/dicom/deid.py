@@ -7,6 +7,11 @@ It comes from ``$ENTROAD_DEID_SALT``, the dataset options ``salt`` / ``salt_file
 when none is given - a random salt generated once into ``<data.root>/.deid_salt``
 (mode 600, git-ignored). It is never written into any output.
 
+The one exception is ``public_salt``: a fixed salt, public on purpose, that the bundled
+synthetic DICOM sample (no real patients) declares in params.yaml. It wins over everything
+else so that every clone writes the same bytes (and dvc.lock stays unchanged); the format
+refuses it for datasets that are not generated samples.
+
 The audit reports *which kinds* of identifying data were present and dropped (per the
 groups of DICOM PS3.15 Annex E below), never a value.
 """
@@ -66,6 +71,8 @@ PHI_GROUPS: dict[str, tuple[str, ...]] = {
 
 def resolve_salt(options: dict[str, Any], data_root: Path) -> bytes:
     """The site salt (see module doc). Creates ``<data_root>/.deid_salt`` when nothing is set."""
+    if options.get("public_salt"):
+        return str(options["public_salt"]).encode()
     env = os.environ.get(SALT_ENV)
     if env:
         return env.encode()
@@ -101,7 +108,9 @@ class Pseudonymizer:
         self._salt = salt
 
     def digest(self, kind: str, value: str) -> str:
-        return hmac.new(self._salt, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+        # surrogateescape: raw file names need not be UTF-8, and must still hash (never crash)
+        data = f"{kind}\0{value}".encode("utf-8", "surrogateescape")
+        return hmac.new(self._salt, data, hashlib.sha256).hexdigest()
 
     def id(self, kind: str, value: str, n: int = 12) -> str:
         return f"{self.PREFIX.get(kind, kind[:3])}-{self.digest(kind, value)[:n]}"
@@ -117,7 +126,7 @@ class Pseudonymizer:
 
 def public_options(options: dict[str, Any], salt: bytes) -> dict[str, Any]:
     """Options safe to store in dataset.json: the salt replaced by its id."""
-    out = {k: v for k, v in options.items() if k not in ("salt",)}
+    out = {k: v for k, v in options.items() if k not in ("salt", "public_salt")}
     out["salt_id"] = Pseudonymizer(salt).salt_id()
     return out
 

@@ -1,10 +1,14 @@
-"""One pipeline at a time: a file lock around retraining and promotion.
+"""File locks (``fcntl.flock``): one holder at a time, across threads and processes.
 
-Two retrain runs (or a retrain and ``entroad promote``) on the same checkout would race on
-the training folder and on the registry aliases. The lock file lives next to the embedded
-store (``mlflow/.pipeline.lock``); the holder's pid, host, start time and purpose are written
-beside it so the second caller can say who is running. It is not re-entrant: code that already
-holds it (the retrain flow) tells the functions it calls so (``run_gate(hold_lock=False)``).
+* :func:`file_lock` waits for its turn: one DVC command per repository, one ingest per
+  dataset folder.
+* :func:`pipeline_lock` guards retraining and promotion: two retrain runs (or a retrain and
+  ``entroad promote``) on one checkout would race on the training folder and the registry
+  aliases. It waits at most ``wait_s``, then names the holder (pid, host, start time and
+  purpose are written beside the lock). It is not re-entrant: code that already holds it
+  (the retrain flow) tells the functions it calls so (``run_gate(hold_lock=False)``).
+
+The kernel drops a lock when its holder dies, so a crash never leaves a stale lock.
 """
 
 from __future__ import annotations
@@ -20,13 +24,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from entroad.errors import PipelineBusyError
-from entroad.tracking.store import EMBEDDED_DIR
 
-LOCK_FILE = ".pipeline.lock"
+# Beside the embedded MLflow store (entroad.tracking.store.EMBEDDED_DIR; a test keeps them equal).
+PIPELINE_LOCK = Path("mlflow") / ".pipeline.lock"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed), waiting for any holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def lock_path(root: str | Path | None = None) -> Path:
-    return Path(root or Path.cwd()).resolve() / EMBEDDED_DIR / LOCK_FILE
+    return Path(root or Path.cwd()).resolve() / PIPELINE_LOCK
 
 
 def _holder(path: Path) -> str:
