@@ -81,6 +81,26 @@ def _download(uri: str, dst: Path, params: Params | None) -> Path:
         ) from None
 
 
+_ALIAS_URI = re.compile(r"models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)")
+
+
+def _pin_alias(uri: str, params: Params | None) -> str:
+    """``models:/NAME@ALIAS`` -> ``models:/NAME/VERSION`` (the version the alias names now)."""
+    m = _ALIAS_URI.fullmatch(uri)
+    if m is None:
+        return uri
+    from mlflow import MlflowClient
+
+    _connect_mlflow(params)
+    try:
+        version = MlflowClient().get_model_version_by_alias(m["name"], m["alias"]).version
+    except Exception as e:  # MlflowException for an unknown name/alias, connection errors
+        raise CheckpointError(
+            f"cannot resolve {uri}: {str(e).rstrip('.')}. `entroad models` lists the models and their aliases"
+        ) from None
+    return f"models:/{m['name']}/{version}"
+
+
 @contextlib.contextmanager
 def resolved_checkpoint(source: str | Path, params: Params | None = None) -> Iterator[Path]:
     """A local checkpoint folder for ``source``: a folder as is, an MLflow URI downloaded
@@ -102,6 +122,8 @@ def cached_checkpoint(source: str | Path, params: Params | None = None, cache_di
     text = str(source)
     if not is_mlflow_uri(text):
         return _local_folder(text)
+    # an alias moves (promotion): cache under the version it names today, never the alias
+    text = _pin_alias(text, params)
     dest = Path(cache_dir) / re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
     if not dest.exists():
         # into a temporary sibling first: an interrupted download is never taken for a model

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from entroad.backbone import RANDOM_INIT_BANNER, BackboneInfo
 from entroad.checkpoint import CONFIG_FILE, is_checkpoint, save_checkpoint
 from entroad.config import Params
+from entroad.data import versioning
 from entroad.data.manifest import ProcessedDataset
 from entroad.data.torch_dataset import ManifestImageDataset
 from entroad.errors import CheckpointError, DatasetError
@@ -57,14 +58,10 @@ class TrainResult:
 
 
 def _dataset_dir(params: Params, name: str) -> Path:
-    from entroad.data import versioning
-
     return versioning.dataset_dir(params, name)
 
 
 def _data_version(path: Path) -> str:
-    from entroad.data import versioning
-
     return versioning.data_version(path)
 
 

@@ -13,13 +13,11 @@ from typing import Any
 
 from prefect import flow, unmapped
 
-from entroad.model_source import cached_checkpoint
 from entroad.evaluation.summary import merge_results, summarize, summary_markdown
+from entroad.model_source import cached_checkpoint
 from entroad.tracking.keys import checkpoint_key, digest, evaluation_settings_key
 from flows import tasks
 from flows.common import DEFAULT_PARAMS, evaluation_runner, publish_markdown, read_params, run_logger
-
-
 
 
 @flow(name="entroad-evaluate", log_prints=True)

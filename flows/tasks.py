@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -47,20 +46,15 @@ def ingest_dataset(params: Params, name: str, force: bool = False) -> dict[str, 
 @task(name="push-data", retries=3, retry_delay_seconds=10)
 def push_data(params: Params, names: list[str]) -> str:
     """Push the processed datasets to the DVC remote (``data.remote`` or the local default)."""
-    from entroad.data import dvc_ops
-    from entroad.data.versioning import find_dvc_root
+    from entroad.data.ingest import push_datasets
 
-    repo = find_dvc_root(Path.cwd())
-    if repo is None:
-        return "not a DVC repository: nothing pushed"
-    out = dvc_ops.push(repo, [dvc_ops.stage_name(n) for n in names], params.data.remote)
-    return (out or "").strip().splitlines()[-1] if (out or "").strip() else "up to date"
+    return push_datasets(params, names)
 
 
 def data_version_of(params: Params, name: str) -> str:
-    from entroad.data.versioning import data_version, dataset_dir
+    from entroad.data.versioning import dataset_version
 
-    return data_version(dataset_dir(params, name))
+    return dataset_version(params, name)
 
 
 # ---------------------------------------------------------------------------------- train
@@ -107,16 +101,9 @@ def write_report(results: list, out_dir: str) -> dict[str, Any]:
 def log_evaluation(params: Params, results: list, out_dir: str, train_run_id: str, eval_key: str) -> dict[str, Any]:
     """The MLflow evaluation run (nested under the training run); reused when already logged."""
     from entroad.evaluation.summary import merge_results
-    from entroad.tracking import runs, store
+    from entroad.tracking.runs import log_evaluation_once
 
-    client = store.client(params)
-    existing = [r for r in runs.find_evaluations(client, train_run_id)
-                if r.data.tags.get("entroad.eval_key") == eval_key]
-    if existing:
-        return {"run_id": existing[0].info.run_id, "reused": True}
-    run_id = runs.log_evaluation_run(params, merge_results(results), train_run_id=train_run_id, out_dir=out_dir,
-                                     run_name=f"evaluate-{eval_key}", tags={"entroad.eval_key": eval_key})
-    return {"run_id": run_id, "reused": False}
+    return log_evaluation_once(params, merge_results(results), train_run_id, out_dir, eval_key)
 
 
 # ---------------------------------------------------------------------------------- registry

@@ -336,3 +336,12 @@ def ensure_samples(params: Params, force: bool = False) -> list[str]:
         if generate_raw(spec, force=force):
             made.append(spec.name)
     return made
+
+
+def push_datasets(params: Params, names: list[str]) -> str:
+    """Push the processed datasets ``names`` to the DVC remote; returns DVC's last line."""
+    repo = find_dvc_root(Path.cwd())
+    if repo is None:
+        return "not a DVC repository: nothing pushed"
+    out = (dvc_ops.push(repo, [dvc_ops.stage_name(n) for n in names], params.data.remote) or "").strip()
+    return out.splitlines()[-1] if out else "up to date"

@@ -47,6 +47,14 @@ def check_relpath(rel: str, what: str = "path") -> str:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """An input left out of a dataset, and why (goes to the audit)."""
+
+    what: str  # relative path (never a PHI-bearing value)
+    reason: str  # short category, e.g. "mask without image"
+
+
+@dataclass(frozen=True)
 class Record:
     """One image of a processed dataset."""
 

@@ -20,9 +20,11 @@ from typing import Any
 
 import torch
 
+from entroad.backbone import RANDOM_INIT_BANNER
 from entroad.config import Params, load_params
 from entroad.data.manifest import ProcessedDataset
 from entroad.data.torch_dataset import ManifestImageDataset
+from entroad.data.versioning import data_version, dataset_dir
 from entroad.errors import ConfigError, DatasetError, EntroADError, EvaluationError, InputError
 from entroad.evaluation.accumulate import DatasetRun
 from entroad.evaluation.reference import reference_key
@@ -90,8 +92,6 @@ def resolve_dataset(item: str | Path | ProcessedDataset, params: Params) -> tupl
     text = str(item)
     p = Path(text).expanduser()
     if not (p.exists() or "/" in text or "\\" in text):  # a plain name: <data.root>/processed/<name>
-        from entroad.data.versioning import dataset_dir
-
         p = dataset_dir(params, text)
         if not p.is_dir():
             raise DatasetError(
@@ -102,10 +102,6 @@ def resolve_dataset(item: str | Path | ProcessedDataset, params: Params) -> tupl
 
 
 def _data_version(ds: ProcessedDataset, path: Path) -> str:
-    try:
-        from entroad.data.versioning import data_version
-    except ImportError:  # pragma: no cover - versioning is part of the package
-        return "content:" + ds.meta.content_hash
     return data_version(path)
 
 
@@ -182,8 +178,6 @@ def run_evaluation(
         if m.image_size != base.image_size or m.backbone_info.weights_sha256 != info.weights_sha256:
             raise EvaluationError(f"ablation variant {name!r} does not share the full model's backbone/image size")
     if info.random_init:
-        from entroad.backbone import RANDOM_INIT_BANNER
-
         log.warning(RANDOM_INIT_BANNER.format(name=info.name))
     trained_on = (getattr(base, "checkpoint_config", None) or {}).get("trained_on") or {}
     notes: list[str] = []

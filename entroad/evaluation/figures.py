@@ -18,6 +18,7 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from entroad.data.torch_dataset import read_rgb
 from entroad.evaluation.metrics import METRIC_KEYS  # noqa: E402
 from entroad.evaluation.results import EXAMPLE_KINDS, DatasetResult, EvaluationResult, Example  # noqa: E402
 from entroad.evaluation.tables import SHORT  # noqa: E402
@@ -130,8 +131,6 @@ def _display_image(ex: Example, size: int) -> np.ndarray:
     from PIL import Image
 
     try:
-        from entroad.data.torch_dataset import read_rgb
-
         img = read_rgb(ex.image_path).resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img)
     except Exception:  # a moved/deleted file must not break the report: grey placeholder

@@ -13,6 +13,13 @@ from pathlib import Path
 from PIL import Image
 
 from entroad.config import Params
+from entroad.data.dicom.deid import resolve_salt
+from entroad.data.dicom.ingest import ingest_dicom
+from entroad.data.dicom.options import resolve_dicom_options
+from entroad.data.fingerprint import raw_files
+from entroad.data.images import IMAGE_EXTENSIONS
+from entroad.data.torch_dataset import read_rgb
+from entroad.data.versioning import data_root
 from entroad.errors import InputError
 
 
@@ -26,12 +33,7 @@ class PredictItem:
 
 
 def _image_extensions() -> tuple[str, ...]:
-    try:
-        from entroad.data.images import IMAGE_EXTENSIONS
-
-        return tuple(IMAGE_EXTENSIONS)
-    except ImportError:  # pragma: no cover
-        return (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+    return tuple(IMAGE_EXTENSIONS)
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -48,16 +50,12 @@ def _is_dicom_file(path: Path) -> bool:
 def looks_like_dicom(folder: Path, probe: int = 2000) -> bool:
     """True when the folder holds DICOM files (by extension or the DICM preamble); a DICOM
     export with a few PNG masks or thumbnails beside it is still a DICOM folder."""
-    from entroad.data.fingerprint import raw_files
-
     files = raw_files(folder)
     exts = _image_extensions()
     return any(_is_dicom_file(p) for p in files[:probe] if p.suffix.lower() not in exts)
 
 
 def image_items(folder: Path) -> list[PredictItem]:
-    from entroad.data.torch_dataset import read_rgb
-
     exts = _image_extensions()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
     # partial, not a lambda: loader workers started with 'spawn' must pickle it
@@ -70,8 +68,6 @@ SLICES_DIR = ".dicom-slices"
 def _source_fingerprint(folder: Path) -> str:
     """Changes when files are added, removed or rewritten (names are hashed, never stored)."""
     import hashlib
-
-    from entroad.data.fingerprint import raw_files
 
     h = hashlib.sha256()
     for p in raw_files(folder):
@@ -90,12 +86,6 @@ def dicom_items(
     ``out/.dicom-slices`` and reused on a resumed run while the folder is unchanged. Returns
     the items and the skipped files (pseudonymous file id, PHI-free reason).
     """
-    from entroad.data.dicom.deid import resolve_salt
-    from entroad.data.dicom.ingest import ingest_dicom
-    from entroad.data.dicom.options import resolve_dicom_options
-    from entroad.data.torch_dataset import read_rgb
-    from entroad.data.versioning import data_root
-
     staging = out / SLICES_DIR
     index = staging / "slices.json"
     fingerprint = _source_fingerprint(folder)
@@ -128,8 +118,6 @@ def collect_items(
     file), the inputs skipped before scoring, and the input kind (``images`` / ``dicom``)."""
     p = Path(input_path).expanduser()
     if p.is_file():
-        from entroad.data.torch_dataset import read_rgb
-
         if _is_dicom_file(p):
             raise InputError(f"{p.name} is a DICOM file: pass the folder holding the series")
         return [PredictItem(id=p.name, load=partial(read_rgb, p))], [], "images"

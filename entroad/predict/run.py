@@ -20,6 +20,7 @@ from PIL import Image
 from entroad import __version__
 from entroad.backbone import RANDOM_INIT_BANNER
 from entroad.config import Params, load_params
+from entroad.data.torch_dataset import image_to_tensor
 from entroad.errors import EntroADError, EvaluationError, InputError
 from entroad.evaluation.results import ModelIdentity
 from entroad.logs import progress_bar
@@ -91,8 +92,6 @@ class _ItemDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[str, torch.Tensor | None, Image.Image | None, str | None]:
-        from entroad.data.torch_dataset import image_to_tensor
-
         it = self.items[i]
         try:
             img = it.load()

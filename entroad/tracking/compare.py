@@ -11,6 +11,7 @@ from typing import Any
 
 from entroad.errors import TrackingError
 from entroad.tracking import lineage, registry, runs
+from entroad.tracking.gate import evaluation_of_version
 
 DEFAULT_METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
 
@@ -35,8 +36,6 @@ def resolve(client, model_name: str, ref: str) -> Column:
     elif ref.lstrip("vV").isdigit():
         mv = registry.get_version(client, model_name, ref.lstrip("vV"))
     if mv is not None:
-        from entroad.tracking.gate import evaluation_of_version
-
         ev = evaluation_of_version(client, mv)
         if ev is None:
             raise TrackingError(f"{model_name} v{mv.version} has no finished evaluation run")

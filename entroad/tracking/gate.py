@@ -20,6 +20,7 @@ from typing import Any
 
 from entroad.config import Params
 from entroad.errors import PromotionError, TrackingError
+from entroad.evaluation import engine
 from entroad.locks import pipeline_lock
 from entroad.tracking import lineage, registry, runs, store
 from entroad.tracking.promotion import (
@@ -99,14 +100,12 @@ def reevaluate_version(
     params: Params, mv, datasets: list[str], out_dir: str | Path | None = None, root: str | Path | None = None
 ) -> str:
     """Evaluate a registered version on ``datasets`` (current data) and log it; returns the run id."""
-    from entroad.evaluation.engine import evaluate
-
     name = params.tracking.registered_model
     store.connect(params, root)
     uri = f"models:/{name}/{mv.version}"
     log.info("re-evaluating %s on %s (the current data versions)", uri, ", ".join(datasets))
     try:
-        result = evaluate(uri, datasets, params, out_dir, progress=False)
+        result = engine.evaluate(uri, datasets, params, out_dir, progress=False)
     except Exception as e:
         raise PromotionError(
             f"cannot re-evaluate champion {name} v{mv.version} on the current data ({type(e).__name__}: {e}); "

@@ -15,6 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import entroad
+from entroad.backbone import file_sha256, resolve_weights
+from entroad.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from entroad.config import Params
 from entroad.errors import WeightsNotFoundError
 
@@ -38,8 +41,6 @@ def digest(obj: Any, length: int = KEY_LENGTH) -> str:
 
 def code_key(parts: tuple[str, ...]) -> str:
     """Hash of the named library files (folders: every file inside), so a code change is a change."""
-    import entroad
-
     base = Path(entroad.__file__).resolve().parent
     h = hashlib.sha256()
     for part in parts:
@@ -54,8 +55,6 @@ def code_key(parts: tuple[str, ...]) -> str:
 
 def backbone_identity(params: Params) -> str:
     """What backbone ``EntroAD.build(params)`` will load, without loading it."""
-    from entroad.backbone import file_sha256, resolve_weights
-
     b = params.backbone
     try:
         path = resolve_weights(b.name, b.pretrained, b.cache_dir)
@@ -83,8 +82,6 @@ def train_key(params: Params, data_version: str) -> str:
 
 def checkpoint_key(model_dir: str | Path) -> str:
     """Hash of a checkpoint's weights and options (two identical trainings share it)."""
-    from entroad.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
     folder = Path(model_dir)
     h = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes())
     cfg = json.loads((folder / CONFIG_FILE).read_text())

@@ -34,6 +34,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+import entroad
+from entroad.backbone import resolve_device
+from entroad.checkpoint import load_checkpoint, read_checkpoint_config
+from entroad.data.torch_dataset import image_to_tensor, read_rgb
 from entroad.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -54,9 +58,6 @@ class EntroADPyfunc(mlflow.pyfunc.PythonModel):
     """Scores image files (paths or base64 bytes) with an EntroAD checkpoint."""
 
     def load_context(self, context) -> None:
-        from entroad.backbone import resolve_device
-        from entroad.checkpoint import load_checkpoint
-
         cfg = dict(getattr(context, "model_config", None) or {})
         device = resolve_device(str(cfg.get("device") or os.environ.get("ENTROAD_DEVICE") or "auto"))
         weights = cfg.get("weights") or os.environ.get("ENTROAD_BACKBONE_WEIGHTS") or None
@@ -97,8 +98,6 @@ def _present(value: Any) -> bool:
 
 def _load_row(row: pd.Series, size: int, mean, std):
     """The image of one input row as a tensor; errors name the row (its index label)."""
-    from entroad.data.torch_dataset import image_to_tensor, read_rgb
-
     path, b64 = row.get(IMAGE_COL), row.get(B64_COL)
     if _present(path):
         return image_to_tensor(read_rgb(path), size, mean, std)
@@ -172,15 +171,11 @@ def pip_requirements() -> list[str]:
 
 
 def entroad_code_path() -> str:
-    import entroad
-
     return str(Path(entroad.__file__).resolve().parent)
 
 
 def log_pyfunc_model(checkpoint_dir: str | Path, name: str = MODEL_NAME):
     """Log ``checkpoint_dir`` as a pyfunc model in the active run; returns MLflow's ModelInfo."""
-    from entroad.checkpoint import read_checkpoint_config
-
     read_checkpoint_config(checkpoint_dir)  # refuse anything that is not a checkpoint
     staging = Path(tempfile.mkdtemp(prefix="entroad-pyfunc-"))
     try:

@@ -22,7 +22,8 @@ from typing import Any
 
 from entroad.config import Params
 from entroad.errors import TrackingError
-from entroad.tracking import lineage
+from entroad.tracking import lineage, store
+from entroad.tracking.pyfunc import log_pyfunc_model
 from entroad.tracking.store import ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,6 @@ def log_training_run(
     model fails, so a half-logged model is never taken for a usable one.
     """
     import mlflow
-
-    from entroad.tracking.pyfunc import log_pyfunc_model
 
     experiment_id = ensure_experiment(params, root)
     all_tags = {
@@ -212,3 +211,18 @@ def find_evaluations(client, train_run_id: str, experiment_ids: list[str] | None
         order_by=["attributes.start_time DESC"],
         max_results=50,
     )
+
+
+EVAL_KEY_TAG = "entroad.eval_key"
+
+
+def log_evaluation_once(params: Params, result: Any, train_run_id: str, out_dir: str | Path, eval_key: str) -> dict[str, Any]:
+    """The evaluation run of ``eval_key`` under ``train_run_id``: reused when the store already
+    has it (a re-run pipeline logs nothing twice), else logged now."""
+    existing = [r for r in find_evaluations(store.client(params), train_run_id)
+                if r.data.tags.get(EVAL_KEY_TAG) == eval_key]
+    if existing:
+        return {"run_id": existing[0].info.run_id, "reused": True}
+    run_id = log_evaluation_run(params, result, train_run_id=train_run_id, out_dir=out_dir,
+                                run_name=f"evaluate-{eval_key}", tags={EVAL_KEY_TAG: eval_key})
+    return {"run_id": run_id, "reused": False}

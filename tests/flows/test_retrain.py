@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import entroad.evaluation.engine
-import entroad.train
+import entroad.tracking.training
 from entroad.errors import PipelineBusyError
 from entroad.tracking import registry
 from entroad.tracking import store as mlstore
@@ -104,7 +104,7 @@ def test_failed_training_or_evaluation_registers_nothing(repo, in_dir, monkeypat
         raise RuntimeError("out of memory (simulated)")
 
     with monkeypatch.context() as m:
-        m.setattr(entroad.train, "train", broken_train)
+        m.setattr(entroad.tracking.training, "train", broken_train)  # the name the pipeline step calls
         with pytest.raises(RuntimeError, match="simulated"):
             retrain_flow("params.yaml", ["train.seed=4"])
     assert state(params) == before

@@ -61,9 +61,8 @@ from entroad.data.dicom.scan import (
     select_slices,
 )
 from entroad.data.fingerprint import raw_files
-from entroad.data.formats.base import Skip
 from entroad.data.images import encode_png
-from entroad.data.manifest import Record
+from entroad.data.manifest import Record, Skip
 from entroad.errors import DicomError
 
 _NIFTI = (".nii", ".nii.gz")

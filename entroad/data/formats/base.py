@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from entroad.data.images import is_image
-from entroad.data.manifest import Record
+from entroad.data.manifest import Record, Skip
 from entroad.errors import ConfigError, DatasetError
 
 LABEL_FROM_MASK = -1  # RawItem.label when the layout's mask decides it (e.g. KolektorSDD2)
@@ -32,12 +32,6 @@ class RawItem:
     mask: Path | None = None
     anomaly_type: str | None = None
     rel: str = ""  # path relative to the source folder (source id and output name)
-
-
-@dataclass(frozen=True)
-class Skip:
-    what: str  # relative path (never a PHI-bearing value)
-    reason: str  # short category, e.g. "mask without image"
 
 
 @dataclass

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from entroad.data.dicom.deid import PHI_GROUPS
+
 PATIENT_DIR = "DOE_JANE_PID-7734-SECRET"
 
 PLANTED_PHI: dict[str, str] = {
@@ -97,8 +99,6 @@ def planted_tags() -> dict[str, object]:
     """{keyword: value} of every identifying keyword of the de-identification inventory
     (:data:`entroad.data.dicom.deid.PHI_GROUPS`) that :func:`_base` fills in, sequences excluded."""
     from pydicom.datadict import dictionary_VR, tag_for_keyword
-
-    from entroad.data.dicom.deid import PHI_GROUPS
 
     out: dict[str, object] = {}
     i = 0
