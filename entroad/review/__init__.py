@@ -1,0 +1,1 @@
+"""Site review: a web page to give verdicts on predictions, and their export as a dataset."""
