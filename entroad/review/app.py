@@ -50,6 +50,7 @@ def create_app(folder: str | Path, reviewer: str, token: str | None = None, maps
     store = VerdictStore(queue.folder / REVIEW_DIR / STORE_FILE, known_ids=queue.by_id)
     thumbs = queue.folder / REVIEW_DIR / "thumbs"
     app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.url_map.merge_slashes = False  # "//etc/passwd" is a path to refuse (404), not to redirect
     app.config.update(queue=queue, store=store, JSON_SORT_KEYS=False, MAX_CONTENT_LENGTH=1 << 20)
     token_hash = hashlib.sha256(token.encode()).hexdigest() if token else None
 
