@@ -144,8 +144,11 @@ def test_token_guards_every_route(predictions):
 
 
 def test_not_a_predictions_folder_says_what_is_missing(tmp_path, predictions):
+    with pytest.raises(InputError, match="missing the folder itself"):
+        PredictionQueue(tmp_path / "does-not-exist")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="missing predict.json and scores.csv"):
-        PredictionQueue(tmp_path / "empty-does-not-exist")  # not even a folder
+        PredictionQueue(tmp_path / "empty")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "scores.csv").write_text("id,score,overlay\n")
     with pytest.raises(InputError, match=r"missing predict.json\. Create one with `entroad predict"):
