@@ -10,6 +10,7 @@ DVC version. The images are the ones the reviewers saw: the left panel of predic
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from entroad.review.queue import PredictionQueue
 from entroad.review.store import LABELS, STORE_FILE, VerdictStore
 
 NORMAL_DIR, ANOMALOUS_DIR, MASKS_DIR = "good", "anomalous", "masks"
+NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # as data.datasets names in params.yaml
 EXPORT_FILE = "review-export.json"  # marks a raw folder as ours, so a re-export may replace it
 
 
@@ -139,9 +141,8 @@ def export_review(
     target: bool = False, ingest: bool = True, use_dvc: bool | None = None, progress: bool = True,
 ) -> ExportResult:
     """Write, register and ingest the reviewed images of ``predictions`` as dataset ``name``."""
-    from entroad.config import DatasetSpec
-
-    DatasetSpec(name=name, format="folder")  # the name rule of params.yaml, checked before any work
+    if not NAME_RULE.fullmatch(name):
+        raise ConfigError(f"--dataset {name!r}: use lowercase letters, digits and . _ - (e.g. 'line7-review')")
     params_file = Path(params_path or DEFAULT_PARAMS)
     params = load_params(params_path)
     queue = PredictionQueue(predictions)
