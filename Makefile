@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow lint benchmarks ui-mlflow ui-prefect clean-venv
+.PHONY: quickstart test test-slow test-ui lint benchmarks ui-mlflow ui-prefect clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EntroAD-Pipeline needs Python >= 3.11 (Prefect 3); set PYTHON=python3.11")'
@@ -21,10 +21,16 @@ quickstart: $(STAMP)
 	$(PY) -m flows quickstart
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not ui"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Browser tests of the review page: Debian's chromium + chromium-driver
+# (apt-get install -y chromium chromium-driver). Without them they skip, unless
+# ENTROAD_UI_TESTS=1 (CI), where a missing browser fails.
+test-ui: $(STAMP)
+	$(PY) -m pytest -q -m ui
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check entroad flows tests benchmarks
