@@ -19,9 +19,13 @@ pytestmark = pytest.mark.ui
 WAIT = 60
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _browser_installed():
+    require_browser()  # autouse: decided before the (slow) predictions are made
+
+
 @pytest.fixture
 def browser():
-    require_browser()
     driver = chrome()
     yield driver
     driver.quit()
