@@ -19,9 +19,9 @@ class ModelMaps:
     """Loads the model on first use (seconds) and renders one patch-level map as a jet PNG
     at the image's size."""
 
-    def __init__(self, source: str | Path, params: Params, device: str | None = None):
+    def __init__(self, source: str | Path, params: Params, device: str | None = None, model=None):
         self.source, self.params, self.device = str(source), params, device
-        self._net = None
+        self._net = model  # an already loaded model, else loaded from ``source`` on first use
         self._lock = threading.Lock()
 
     def _model(self):

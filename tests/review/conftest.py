@@ -57,13 +57,21 @@ def site_images(folder: Path, n_per_kind: int = 4) -> Path:
 
 
 @pytest.fixture(scope="session")
-def predictions_master(checkpoint, tmp_path_factory) -> Path:
+def loaded_model(checkpoint):
+    """The checkpoint loaded once (loading builds the prompt-ensemble text embeddings: slow)."""
+    from entroad.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def predictions_master(loaded_model, tmp_path_factory) -> Path:
     from entroad.predict import predict
 
     root = tmp_path_factory.mktemp("site")
     images = site_images(root / "images")
     out = root / "predictions"
-    predict(checkpoint, images, out, params=review_params(), threshold=0.5, device="cpu", progress=False)
+    predict(loaded_model, images, out, params=review_params(), threshold=0.5, device="cpu", progress=False)
     return out
 
 
