@@ -21,11 +21,10 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from entroad.errors import EntroADError
 from entroad.review.images import PANELS, panel, png_bytes, thumbnail
 from entroad.review.queue import PredictionQueue, QueueItem
-from entroad.review.store import CONFLICT_RULES, STORE_FILE, VerdictStore
+from entroad.review.store import CONFLICT_RULES, REVIEW_DIR, STORE_FILE, VerdictStore
 
 log = logging.getLogger(__name__)
 
-REVIEW_DIR = ".review"  # inside the predictions folder: verdicts and cached thumbnails
 TOKEN_COOKIE = "entroad_review_token"
 PER_PAGE = 50
 MAP_KINDS = ("entropy", "routing", "confidence")

@@ -20,10 +20,9 @@ from typing import Any
 from entroad.config import DEFAULT_PARAMS, load_params
 from entroad.errors import ConfigError, InputError
 from entroad.predict import overlay_name
-from entroad.review.app import REVIEW_DIR
 from entroad.review.images import mask_from_marks, panel
 from entroad.review.queue import PredictionQueue
-from entroad.review.store import LABELS, STORE_FILE, VerdictStore
+from entroad.review.store import LABELS, REVIEW_DIR, STORE_FILE, VerdictStore
 
 NORMAL_DIR, ANOMALOUS_DIR, MASKS_DIR = "good", "anomalous", "masks"
 NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # as data.datasets names in params.yaml

@@ -22,6 +22,7 @@ from typing import Any
 
 from entroad.errors import InputError
 
+REVIEW_DIR = ".review"  # inside the predictions folder: verdicts and cached thumbnails
 STORE_FILE = "verdicts.jsonl"
 VERDICTS = ("anomalous", "normal", "skip")
 LABELS = {"anomalous": 1, "normal": 0}

@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from entroad.errors import InputError
-from entroad.review.app import REVIEW_DIR, create_app
+from entroad.review.app import create_app
 from entroad.review.queue import PredictionQueue
+from entroad.review.store import REVIEW_DIR
 from tests.review.conftest import HOSTILE_NAME
 
 TOKEN = "s3cret-token"

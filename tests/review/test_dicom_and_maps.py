@@ -8,9 +8,10 @@ import io
 import pytest
 from PIL import Image
 
-from entroad.review.app import REVIEW_DIR, create_app
+from entroad.review.app import create_app
 from entroad.review.export import export_review
 from entroad.review.maps import ModelMaps
+from entroad.review.store import REVIEW_DIR
 from tests.review.conftest import review_params
 
 

@@ -14,10 +14,9 @@ from entroad.cli import app
 from entroad.data.manifest import ProcessedDataset
 from entroad.errors import ConfigError, InputError
 from entroad.predict import overlay_name
-from entroad.review.app import REVIEW_DIR
 from entroad.review.export import export_review
 from entroad.review.queue import PredictionQueue
-from entroad.review.store import STORE_FILE, VerdictStore
+from entroad.review.store import REVIEW_DIR, STORE_FILE, VerdictStore
 from tests.review.conftest import PARAMS_TEXT
 
 runner = CliRunner()

@@ -10,8 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from entroad.cli import app
-from entroad.review.app import REVIEW_DIR
-from entroad.review.store import STORE_FILE
+from entroad.review.store import REVIEW_DIR, STORE_FILE
 from tests.review.browser import ReviewServer, chrome, require_browser
 from tests.review.conftest import HOSTILE_NAME
 
