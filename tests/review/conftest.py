@@ -43,7 +43,7 @@ def checkpoint(tmp_path_factory) -> Path:
     return out
 
 
-def site_images(folder: Path, n_per_kind: int = 4) -> Path:
+def site_images(folder: Path, n_per_kind: int = 2) -> Path:
     """Synthetic site images (normal and defective), one of them with a hostile name."""
     from entroad.data.synthetic import write_processed_dataset
 
