@@ -21,6 +21,11 @@ async function api(path, body) {
 const reviewer = () => $("reviewer").value.trim() || B.reviewer;
 const status = (t, bad) => { $("status").textContent = t; $("status").className = bad ? "bad" : ""; };
 const fmt = (x) => x.toFixed(4);
+const MAP_NOTES = {  // what each patch-level map shows (blue low, red high, per image)
+  entropy: "Structural-entropy density: red patches have unusual structure relative to the rest of the image.",
+  routing: "Routing: red patches go to the diffuse (context) path, blue ones to the localised path.",
+  confidence: "Confidence of the adapted branch: red where the fusion trusts it most.",
+};
 
 async function load(opts = {}) {
   const q = new URLSearchParams({sort: S.sort, threshold: S.threshold, per_page: B.perPage});
@@ -188,6 +193,10 @@ function setup() {
     }
     S.layer = b.dataset.layer;
     document.querySelectorAll("#layers button").forEach((x) => x.classList.toggle("on", x === b));
+    $("map-note").hidden = S.layer === "overlay";
+    $("map-note").textContent = MAP_NOTES[S.layer] || "";
+    if (S.layer !== "overlay" && +$("opacity").value === 1) { $("opacity").value = 0.6; $("layer").style.opacity = 0.6; }
+    if (S.layer !== "overlay") status(`computing the ${S.layer} map…`);
     show();
   });
   for (const b of document.querySelectorAll("#tools button[data-tool]")) b.addEventListener("click", () => {
@@ -199,6 +208,8 @@ function setup() {
   for (const b of document.querySelectorAll("[data-verdict]")) b.addEventListener("click", () => verdict(b.dataset.verdict));
   $("undo").addEventListener("click", undo);
   $("base").addEventListener("load", drawMarks);
+  $("layer").addEventListener("load", () => { if (S.layer !== "overlay") status(`${S.layer} map shown`); });
+  $("layer").addEventListener("error", () => status(`the ${S.layer} map could not be made`, true));
   $("show-conflicts").addEventListener("click", showConflicts);
   setupMarks();
   document.addEventListener("keydown", (e) => {
