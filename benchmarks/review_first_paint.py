@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.review.browser
 
 from entroad.config import params_from_dict  # noqa: E402
-from entroad.predict import SCORE_COLUMNS, SCORES_FILE, overlay_name  # noqa: E402
+from entroad.predict import SCORES_FILE, overlay_name  # noqa: E402
+from entroad.predict.run import SCORE_COLUMNS  # noqa: E402
 
 TINY = {"backbone": {"name": "entroad-tiny", "pretrained": None, "image_size": 112, "random_init_fallback": False,
                      "device": "cpu", "precision": "fp32"}, "evaluation": {"num_workers": 0, "batch_size": 8}}

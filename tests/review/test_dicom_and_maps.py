@@ -17,7 +17,7 @@ from tests.review.conftest import review_params
 
 @pytest.fixture(scope="module")
 def dicom_predictions(loaded_model, tmp_path_factory):
-    from entroad.data.synthetic_dicom import PATIENT_DIR, PLANTED_PHI, PRIVATE_VALUE, write_dicom_study
+    from entroad.data.synthetic.dicom_study import PATIENT_DIR, PLANTED_PHI, PRIVATE_VALUE, write_dicom_study
     from entroad.predict import predict
 
     root = tmp_path_factory.mktemp("dicom")
