@@ -273,7 +273,7 @@ def apply_decision(client, name: str, decision: Decision) -> None:
     if mv.status != "READY":
         raise PromotionError(f"{name} v{version} is {mv.status}, not READY; it cannot be aliased")
     registry.set_tags(client, name, version, decision_tags(decision))
-    client.update_model_version(name, str(version), description=decision.to_markdown())
+    registry.describe(client, name, str(version), decision.to_markdown())
     registry.set_alias(client, name, registry.CHALLENGER, version)
     if decision.promote:
         registry.set_alias(client, name, registry.CHAMPION, version)
