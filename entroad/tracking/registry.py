@@ -19,13 +19,11 @@ which one they run on; ``models:/<name>@champion`` serves in both.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from typing import Any
 
 from entroad.errors import TrackingError
+from entroad.tracking.store import access
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +37,6 @@ _SPLIT: set[tuple[str, str]] = set()  # (registry URI, name) known to be two mod
 def _not_found(e: Exception) -> bool:
     code = getattr(e, "error_code", "")
     return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
-
-
-def _denied(e: Exception) -> bool:
-    return "PERMISSION_DENIED" in f"{getattr(e, 'error_code', '')} {e}"
-
-
-@contextlib.contextmanager
-def access(action: str, model: str, hint: str) -> Iterator[None]:
-    """Turn the server's PERMISSION_DENIED into a :class:`TrackingError` naming who, what, and what to do."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except MlflowException as e:
-        if not _denied(e):
-            raise
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "(no MLFLOW_TRACKING_USERNAME)"
-        raise TrackingError(f"MLflow user {user!r} may not {action} on registered model {model!r} "
-                            f"(the server denied it): {hint}") from None
 
 
 def candidates_of(client, name: str) -> str:
@@ -180,7 +159,7 @@ def register_version(
     if existing is not None:
         return existing, False
     cand = candidates_of(client, name)
-    with access("register versions", cand, f"trainers need EDIT on {cand!r}; ask the MLflow admin"):
+    with access("register versions", f"registered model {cand!r}", f"trainers need EDIT on {cand!r}; ask the MLflow admin"):
         ensure_registered_model(client, cand, "EntroAD zero-shot anomaly detector (see the version descriptions for decisions)")
         model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
         all_tags = {TAG_EVAL_RUN: eval_run_id, TAG_DECISION: "pending", **{k: str(v) for k, v in (tags or {}).items()}}
@@ -199,14 +178,14 @@ def register_version(
 
 def set_tags(client, name: str, version: str, tags: dict[str, Any]) -> None:
     cand = candidates_of(client, name)
-    with access("tag versions", cand, f"recording decisions needs EDIT on {cand!r} (the promoter has it)"):
+    with access("tag versions", f"registered model {cand!r}", f"recording decisions needs EDIT on {cand!r} (the promoter has it)"):
         for k, v in tags.items():
             client.set_model_version_tag(cand, str(version), k, str(v))
 
 
 def describe(client, name: str, version: str, text: str) -> None:
     cand = candidates_of(client, name)
-    with access("describe versions", cand, f"recording decisions needs EDIT on {cand!r} (the promoter has it)"):
+    with access("describe versions", f"registered model {cand!r}", f"recording decisions needs EDIT on {cand!r} (the promoter has it)"):
         client.update_model_version(cand, str(version), description=text)
 
 
@@ -215,13 +194,13 @@ def set_alias(client, name: str, alias: str, version: str) -> None:
     a copy of it in the production model (made once per candidate version)."""
     cand = candidates_of(client, name)
     if alias != CHAMPION or cand == name:
-        with access(f"set @{alias}", cand, f"that needs EDIT on {cand!r}; ask the MLflow admin"):
+        with access(f"set @{alias}", f"registered model {cand!r}", f"that needs EDIT on {cand!r}; ask the MLflow admin"):
             client.set_registered_model_alias(cand, alias, str(version))
         return
     hint = f"only the promoter identity moves {name}@champion: run `entroad promote` with its MLFLOW_TRACKING_USERNAME/PASSWORD"
     src = get_version(client, name, version)
     source = f"models:/{cand}/{src.version}"
-    with access("promote to @champion", name, hint):
+    with access("promote to @champion", f"registered model {name!r}", hint):
         copies = [v for v in client.search_model_versions(f"name = '{name}'") if v.source == source]
         if copies:
             target = min(copies, key=lambda v: int(v.version))

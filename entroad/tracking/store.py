@@ -15,10 +15,12 @@ HTTP retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -135,6 +137,22 @@ def check_reachable(target: TrackingTarget, timeout: float = PROBE_TIMEOUT_S) ->
         ) from None
     if reply.status_code >= 500:
         raise TrackingError(f"MLflow tracking server {target.uri} answers {reply.status_code} on /health; check its logs")
+
+
+@contextlib.contextmanager
+def access(action: str, target: str, hint: str) -> Iterator[None]:
+    """Turn the server's PERMISSION_DENIED (basic-auth) into a :class:`TrackingError` that names
+    the user, what was refused and what to do; other errors pass through unchanged."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as e:
+        text = f"{e.error_code} {e}"
+        if "PERMISSION_DENIED" not in text and "error code 403" not in text:  # 403: as wrapped by copy_model_version
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "(no MLFLOW_TRACKING_USERNAME)"
+        raise TrackingError(f"MLflow user {user!r} may not {action} on {target} (the server denied it): {hint}") from None
 
 
 def connect(params: Params, root: str | Path | None = None, check: bool = True) -> TrackingTarget:
