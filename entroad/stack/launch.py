@@ -79,7 +79,7 @@ class StackState:
         """What a client process needs to act as ``user`` (MLflow, Prefect, DVC's S3 remote)."""
         return {"MLFLOW_TRACKING_URI": self.mlflow_url, "MLFLOW_TRACKING_USERNAME": user,
                 "MLFLOW_TRACKING_PASSWORD": self.secret(user), "PREFECT_API_URL": self.prefect_api,
-                **self.s3().env()}
+                "AWS_ENDPOINT_URL_S3": self.s3_url, **self.s3().env()}
 
     def export_lines(self, user: str = access.TRAINER) -> list[str]:
         """Lines a user pastes into a shell; secrets are read from their files, never shown."""
@@ -93,7 +93,7 @@ class StackState:
             f'export AWS_SECRET_ACCESS_KEY="$(cat {self.secret_file("s3")})"',
             f"export AWS_DEFAULT_REGION={s3.REGION}",
             *(f"export {k}={v}" for k, v in s3.CHECKSUM_ENV.items()),
-            f"export ENTROAD_DVC_S3_ENDPOINT={self.s3_url}",
+            f"export AWS_ENDPOINT_URL_S3={self.s3_url}   # DVC's s3:// remote (boto reads it)",
         ]
 
     def save(self) -> None:
@@ -172,7 +172,9 @@ def start_mlflow(st: StackState) -> None:
     pg = st.postgres()
     cfg = mlflow_server.write_auth_config(st.path / "basic_auth.ini", pg.url(mlflow_server.AUTH_DB))
     env = {**_base_env(), **st.s3().env(), **pg.client_env(), "MLFLOW_S3_ENDPOINT_URL": st.s3_url,
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": st.secret("mlflow-csrf")}
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": st.secret("mlflow-csrf"),
+           # the job executor (GenAI scorers, trace archival) forks a dozen workers we never use
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     srv = mlflow_server.start_mlflow(st.ports["mlflow"], pg.url(mlflow_server.TRACKING_DB),
                                      f"s3://{st.bucket}/mlflow", cfg, st.path / "logs" / "mlflow.log", env,
                                      st.secret("admin"))
@@ -200,7 +202,7 @@ def worker_env(st: StackState, user: str = access.PROMOTER) -> dict[str, str]:
     gate), S3 credentials for DVC. No server-side database URL."""
     env = {k: v for k, v in prefect_env(st).items() if k not in {"PREFECT_API_DATABASE_CONNECTION_URL", "PGPASSWORD"}}
     env["PREFECT_HOME"] = str(st.path / "prefect-worker")
-    return {**env, **st.client_env(user), "ENTROAD_DVC_S3_ENDPOINT": st.s3_url}
+    return {**env, **st.client_env(user)}
 
 
 def start_worker(st: StackState, name: str = "worker-1") -> None:
