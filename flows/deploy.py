@@ -65,6 +65,19 @@ DEPLOYED_FLOWS = {
 }
 
 
+def check_server(url: str, timeout: float = 5.0) -> None:
+    """One short probe, so an unreachable server is a clear error instead of the client's retries."""
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+    except httpx.HTTPError as e:
+        raise ConfigError(
+            f"Prefect server {url} (from PREFECT_API_URL) is unreachable: {type(e).__name__}. Start it "
+            "(`make stack`, or `prefect server start`) or fix PREFECT_API_URL"
+        ) from None
+
+
 def _is_remote(source: str) -> bool:
     return "://" in source or source.startswith("git@")
 
@@ -81,6 +94,7 @@ def deploy_all(pool: str, params_path: str = DEFAULT_PARAMS, overrides: list[str
 
     if not api_url():
         raise ConfigError("deployments live on a Prefect server: set PREFECT_API_URL (e.g. from `make stack`) first")
+    check_server(api_url())
     params = read_params(params_path, overrides)
     src = source or str(Path.cwd().resolve())
     # a local checkout is also where runs start, so the params file may be named absolutely;
