@@ -64,19 +64,30 @@ def setup(tracking_uri: str, admin_password: str, passwords: Mapping[str, str], 
 
     Idempotent (a second call re-applies the same state). Returns what was created, by name.
     """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
     missing = [u for u in IDENTITIES if not passwords.get(u)]
     if missing:
         raise StackError(f"no password for {', '.join(missing)}: every identity needs its own")
+    with identity("admin", admin_password):
+        auth = AuthServiceClient(tracking_uri)
+        for user in IDENTITIES:
+            _ensure_user(auth, user, passwords[user])
+    return create_registry(tracking_uri, admin_password, experiment, production, artifact_location)
+
+
+def create_registry(tracking_uri: str, admin_password: str, experiment: str, production: str,
+                    artifact_location: str | None = None) -> dict[str, str]:
+    """As the admin: the experiment, ``<production>-candidates`` and ``<production>``, and the
+    grants of the table in the module docstring (the identities must exist)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
     candidates = candidates_model(production)
     with identity("admin", admin_password):
         auth = AuthServiceClient(tracking_uri)
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        for user in IDENTITIES:
-            _ensure_user(auth, user, passwords[user])
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location=artifact_location)
         for model, what in ((candidates, "EntroAD candidates: every evaluated model (trainers register here)"),

@@ -14,34 +14,37 @@ from entroad.stack import access
 from entroad.tracking import registry, runs
 from entroad.tracking.gate import register_candidate, run_gate
 from tests.stack.conftest import planted_passwords
-from tests.tracking.conftest import TARGETS, data_root, evaluated, params, shifted, trained  # noqa: F401
+from tests.tracking.conftest import TARGETS, data_root, evaluated, params, params_for, shifted, trained  # noqa: F401
 
 runner = CliRunner()
 
 
-def _candidate(params, trained, result, out=None) -> str:  # noqa: F811
-    train_id = runs.log_training_run(params, trained)
-    eval_id = runs.log_evaluation_run(params, result, train_run_id=train_id, out_dir=out)
-    mv, created = register_candidate(params, train_id, eval_id)
-    assert created and mv.name == access.candidates_model(params.tracking.registered_model)
+def _candidate(p, trained, result, out=None) -> str:  # noqa: F811
+    train_id = runs.log_training_run(p, trained)
+    eval_id = runs.log_evaluation_run(p, result, train_run_id=train_id, out_dir=out)
+    mv, created = register_candidate(p, train_id, eval_id)
+    assert created and mv.name == access.candidates_model(p.tracking.registered_model)
     return str(mv.version)
 
 
-def test_roles_across_the_two_model_registry(stack, as_user, params, trained, evaluated, tmp_path, monkeypatch):  # noqa: F811
+def test_roles_across_the_two_model_registry(stack, as_user, data_root, trained, evaluated, tmp_path, monkeypatch):  # noqa: F811
+    # a registry of its own (the admin creates both models), so no other test's champion interferes
+    team = params_for(data_root, **{"tracking.registered_model": "cli-model"})
+    access.create_registry(stack.mlflow_url, stack.secret("admin"), stack.experiment, team.tracking.registered_model)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.resolved()))
-    name = params.tracking.registered_model
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(team.resolved()))
+    name = team.tracking.registered_model
     result, out = evaluated
     outputs: list[str] = []
 
     as_user(access.VIEWER)
     with pytest.raises(TrackingError, match="viewer"):
-        runs.log_training_run(params, trained)
+        runs.log_training_run(team, trained)
 
     trainer = as_user(access.TRAINER)
-    v1 = _candidate(params, trained, result, out)
+    v1 = _candidate(team, trained, result, out)
     with pytest.raises(TrackingError) as denied:
-        run_gate(params, v1)  # would be the first champion: the trainer may not set it
+        run_gate(team, v1)  # would be the first champion: the trainer may not set it
     assert "'trainer' may not promote" in str(denied.value) and "promoter" in str(denied.value)
     assert registry.version_by_alias(trainer, name, registry.CHAMPION) is None
     assert registry.get_version(trainer, name, v1).tags[registry.TAG_DECISION] == "pending"  # nothing recorded
@@ -55,7 +58,7 @@ def test_roles_across_the_two_model_registry(stack, as_user, params, trained, ev
         promoter, name, v1).run_id
 
     as_user(access.TRAINER)
-    v2 = _candidate(params, trained, shifted(result, +3.0))
+    v2 = _candidate(team, trained, shifted(result, +3.0))
     with pytest.raises(TrackingError, match="only the promoter"):
         registry.set_alias(trainer, name, registry.CHAMPION, v2)
 
@@ -83,7 +86,7 @@ def test_roles_across_the_two_model_registry(stack, as_user, params, trained, ev
     import pandas as pd
 
     model = mlflow.pyfunc.load_model(f"models:/{name}@champion")  # artifacts through the server from S3
-    images = sorted((result_root(params) / TARGETS[0] / "images").rglob("*.png"))[:1]
+    images = sorted((result_root(team) / TARGETS[0] / "images").rglob("*.png"))[:1]
     scores = model.predict(pd.DataFrame({"image": [str(images[0])], "image_b64": [""]}))
     assert 0.0 <= float(scores["score"][0]) <= 1.0
 
