@@ -161,11 +161,28 @@ def start_postgres(st: StackState) -> None:
 
 
 def start_s3(st: StackState) -> None:
-    srv = s3.start_moto(st.ports["s3"], st.path / "logs" / "s3.log", _base_env())
+    recording = st.path / "s3-recording.jsonl"
+    srv = s3.start_moto(st.ports["s3"], st.path / "logs" / "s3.log", _base_env(), recording)
     st.pids["s3"] = srv.pid
     st.save()
-    s3.wait_s3(st.s3(), srv)
+    s3.wait_s3(st.s3(), srv, recording)
     st.s3().ensure_bucket(st.bucket)
+
+
+def restart(st: StackState, name: str, kill: bool = False) -> None:
+    """Stop one server (``kill``: SIGKILL, as a crash would) and start it again on its port."""
+    starters = {"s3": start_s3, "mlflow": start_mlflow, "prefect": start_prefect}
+    if name == "postgres":
+        st.postgres().stop()
+        st.postgres().start()
+        return
+    pid = st.pids.pop(name, None)
+    if pid is not None:
+        stop_group(pid, hard=kill)
+    if name in starters:
+        starters[name](st)
+    else:
+        start_worker(st, name)
 
 
 def start_mlflow(st: StackState) -> None:

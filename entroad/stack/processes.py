@@ -103,9 +103,10 @@ def start(name: str, cmd: Sequence[str], log: Path, env: Mapping[str, str] | Non
     return Server(name, proc.pid, log, proc)
 
 
-def stop_group(pid: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+def stop_group(pid: int, timeout: float = 20.0, proc: subprocess.Popen | None = None, hard: bool = False) -> None:
+    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout`` (``hard``: at once, like a crash)."""
+    steps = ((signal.SIGKILL, 5.0),) if hard else ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
+    for sig, wait in steps:
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:

@@ -1,7 +1,9 @@
 """The S3 API of the local stack: moto in server mode (any S3 or MinIO endpoint in production).
 
-moto keeps buckets in memory: a restarted moto is empty, which is why :func:`ensure_bucket`
-runs at every start. Credentials are the standard ``AWS_*`` variables; moto accepts any.
+moto keeps buckets in memory. So that the local stack survives a restart of its S3 server
+(``make stack-down``/``make stack``, or a crash in the middle of a DVC push), moto records
+every request to a file in the state folder and replays the recording when it starts
+again. Credentials are the standard ``AWS_*`` variables; moto accepts any.
 """
 
 from __future__ import annotations
@@ -46,13 +48,22 @@ class S3Endpoint:
             c.create_bucket(Bucket=bucket)
 
 
-def start_moto(port: int, log: Path, env: dict[str, str]) -> Server:
+def start_moto(port: int, log: Path, env: dict[str, str], recording: Path) -> Server:
     exe = Path(sys.executable).parent / "moto_server"
     if not exe.exists():
         raise StackError("moto_server is not installed: `pip install -e '.[stack]'` (moto[server])")
+    env = {**env, "MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(recording)}
     return start("S3 (moto)", [str(exe), "-H", "127.0.0.1", "-p", str(port)], log, env=env)
 
 
-def wait_s3(endpoint: S3Endpoint, server: Server | None, timeout: float = 60.0) -> None:
+def wait_s3(endpoint: S3Endpoint, server: Server | None, recording: Path | None = None, timeout: float = 60.0) -> None:
+    """Wait until moto answers, then replay what an earlier run of it recorded."""
+    import requests
+
     wait_until(endpoint.healthy, timeout, f"S3 API (moto) on {endpoint.url}", server.log if server else None,
                server.proc if server else None)
+    if recording is not None and recording.exists() and recording.stat().st_size:
+        reply = requests.post(endpoint.url + "/moto-api/recorder/replay-recording", timeout=600)
+        if not reply.ok:
+            raise StackError(f"S3 API (moto) on {endpoint.url} could not restore its data from {recording}: "
+                             f"{reply.status_code}")

@@ -102,3 +102,48 @@ def test_two_writers_at_once_do_not_mix(stack, as_user, tmp_path):
         assert sorted(m.step for m in history) == list(range(40))
         summary = yaml.safe_load(Path(client.download_artifacts(run_id, "summary.json", str(tmp_path / tag))).read_text())
         assert summary == {"writer": tag, "n": 40}
+
+
+def test_s3_killed_during_dvc_push_retry_succeeds_and_nothing_is_lost(stack, tmp_path, monkeypatch):
+    from entroad.config import load_params
+    from entroad.data.ingest import ensure_samples, ingest_dataset
+    from entroad.data.versioning import data_version
+    from entroad.stack import launch
+    from tests.data.ingest_helpers import make_dvc_project
+    from tests.stack.test_dvc import GIT, PARAMS
+
+    prefix = "dvc-restart"
+    text = PARAMS.format(remote=f"s3://{stack.bucket}/{prefix}").replace("n_train_good: 1", "n_train_good: 24")
+    env = {**os.environ, **stack.s3().env(), "AWS_ENDPOINT_URL_S3": stack.s3_url, "DVC_NO_ANALYTICS": "1",
+           "ENTROAD_DEID_SALT": "stack-fault-salt"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    proj = make_dvc_project(tmp_path / "proj", text)
+    monkeypatch.chdir(proj)
+    params = load_params(proj / "params.yaml")
+    ensure_samples(params)
+    version = ingest_dataset(params, "tex", progress=False).version
+
+    push = subprocess.Popen([ENTROAD, "data", "push"], cwd=proj, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    s3 = stack.s3().client()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and push.poll() is None:
+        if s3.list_objects_v2(Bucket=stack.bucket, Prefix=prefix + "/").get("KeyCount", 0):
+            break
+        time.sleep(0.2)
+    mid_push = push.poll() is None
+    launch.restart(stack, "s3", kill=True)  # a crash: SIGKILL, then the same port again
+    first = push.communicate(timeout=600)[0]
+    retry = subprocess.run([ENTROAD, "data", "push"], cwd=proj, env=env, capture_output=True, text=True, timeout=600)
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+
+    subprocess.run(["git", "add", "-A"], cwd=proj, check=True)
+    subprocess.run([*GIT, "commit", "-q", "-m", "tex"], cwd=proj, check=True)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(proj), str(clone)], check=True)
+    pulled = subprocess.run([ENTROAD, "data", "pull", "tex"], cwd=clone, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+    assert data_version(clone / "datasets" / "processed" / "tex") == version
+    print(f"S3 killed {'during' if mid_push else 'after'} the first push (exit {push.returncode}): {first[-300:]}")

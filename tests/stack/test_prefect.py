@@ -93,6 +93,35 @@ def test_triggered_retrain_runs_on_the_worker_and_registers_with_lineage(as_prom
     assert not [pw for pw in planted_passwords(as_promoter) if pw in text]
 
 
+def test_worker_killed_mid_retrain_then_rerun_resumes_and_registers_once(as_promoter, team_repo):
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from entroad.stack import launch
+
+    changed = {"overrides": ["train.epochs=2"]}  # new work: a second training with other params
+    _, before = _versions(as_promoter)
+    run = run_deployment("entroad-retrain/entroad-retrain", parameters=changed, timeout=0)
+    deadline, running_since = time.monotonic() + 600, None
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run.id).state
+            if state and state.is_final():
+                break
+            if state and state.is_running():
+                running_since = running_since or time.monotonic()
+                if time.monotonic() - running_since > 15:  # past ingest, inside training or evaluation
+                    break
+            time.sleep(1)
+        killed_state = client.read_flow_run(run.id).state.type.value
+    launch.restart(as_promoter, "worker-1", kill=True)  # SIGKILL worker and its flow run, then a new worker
+    assert killed_state not in {"COMPLETED"}, "the run finished before the worker could be killed"
+    rerun = run_deployment("entroad-retrain/entroad-retrain", parameters=changed, timeout=0)
+    assert _wait_run(rerun.id, 1200) == "COMPLETED", (as_promoter.path / "logs" / "worker-1.log").read_text()[-3000:]
+    _, after = _versions(as_promoter)
+    assert len(after) == len(before) + 1  # exactly one new version, whatever the killed run had done
+
+
 def test_one_minute_cron_starts_a_run_by_itself(as_promoter, team_repo):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
