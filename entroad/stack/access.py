@@ -105,5 +105,9 @@ def create_registry(tracking_uri: str, admin_password: str, experiment: str, pro
             (PROMOTER, "registered_model", production, "EDIT"),
         ]
         for user, kind, resource, level in grants:
-            auth.grant_user_permission(user, kind, resource, level)
+            try:
+                auth.grant_user_permission(user, kind, resource, level)
+            except MlflowException as e:
+                if "RESOURCE_ALREADY_EXISTS" not in f"{e.error_code} {e}":  # granted by an earlier setup
+                    raise
     return {"experiment_id": exp_id, "candidates": candidates, "production": production}
