@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -59,7 +60,13 @@ def stack(stack_dir, request):
     if missing:
         pytest.fail(f"ENTROAD_STACK_TESTS=1 but the stack cannot run: missing {', '.join(missing)}")
     request.addfinalizer(lambda: launch.down(stack_dir) if (stack_dir / launch.STATE_FILE).exists() else None)
+    # a CI timeout sends SIGTERM: turn it into KeyboardInterrupt so pytest still runs the finalizer
+    signal.signal(signal.SIGTERM, _interrupt)
     return launch.up(stack_dir, ROOT, prefect=False)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
