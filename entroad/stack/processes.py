@@ -129,7 +129,11 @@ def stop_group(pid: int, timeout: float = 20.0, proc: subprocess.Popen | None = 
 
 
 def _group_alive(pgid: int) -> bool:
-    # our own leader must be reaped first (proc.poll() above), else its zombie keeps the group
+    # a leader we started ourselves stays a zombie (and keeps its group "alive") until reaped
+    try:
+        os.waitpid(pgid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
