@@ -33,7 +33,8 @@ def missing_requirements() -> list[str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    here = [i for i in items if Path(str(i.fspath)).is_relative_to(Path(__file__).parent)]
+    here = [i for i in items if Path(str(i.fspath)).is_relative_to(Path(__file__).parent)
+            and {"stack", "prefect_stack"} & set(getattr(i, "fixturenames", ()))]
     if not here or REQUIRED:
         return
     missing = missing_requirements()
