@@ -45,8 +45,10 @@ def test_admin_password_replaced_and_users_authenticate(stack):
     assert requests.get(url, auth=("trainer", stack.secret("viewer")), timeout=10).status_code == 401
 
 def test_permission_matrix(stack, as_user):
-    prod = stack.registered_model
+    # models of its own (created by the admin): its dummy champion must not meet other tests' models
+    prod = "access-matrix"
     cand = access.candidates_model(prod)
+    access.create_registry(stack.mlflow_url, stack.secret("admin"), stack.experiment, prod)
 
     trainer = as_user(access.TRAINER)
     exp_id = trainer.get_experiment_by_name(stack.experiment).experiment_id
