@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test test-slow test-ui lint benchmarks ui-mlflow ui-prefect clean-venv
+.PHONY: quickstart test test-slow test-ui lint benchmarks ui-mlflow ui-prefect clean-venv stack stack-down test-stack
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "EntroAD-Pipeline needs Python >= 3.11 (Prefect 3); set PYTHON=python3.11")'
@@ -45,6 +45,25 @@ ui-mlflow: $(STAMP)
 
 ui-prefect: $(STAMP)
 	$(VENV)/bin/prefect server start
+
+# The team stack (README "From one checkout to a team"): PostgreSQL, S3 API (moto), MLflow server
+# with basic-auth, Prefect server + process pool + worker, on free ports, state under $(STACK_DIR).
+STACK_DIR   ?= .stack
+STACK_STAMP := $(VENV)/.installed-stack
+
+$(STACK_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,stack]'
+	@touch $(STACK_STAMP)
+
+stack: $(STACK_STAMP)
+	$(PY) -m entroad.stack up --state $(STACK_DIR)
+
+stack-down:
+	$(PY) -m entroad.stack down --state $(STACK_DIR)
+
+# every server is started by the tests and stopped by them, also when a test fails
+test-stack: $(STACK_STAMP)
+	ENTROAD_STACK_TESTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/stack
 
 clean-venv:
 	rm -rf $(VENV)

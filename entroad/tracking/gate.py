@@ -100,7 +100,7 @@ def reevaluate_version(
     params: Params, mv, datasets: list[str], out_dir: str | Path | None = None, root: str | Path | None = None
 ) -> str:
     """Evaluate a registered version on ``datasets`` (current data) and log it; returns the run id."""
-    name = params.tracking.registered_model
+    name = mv.name  # the candidates model of a two-model registry
     store.connect(params, root)
     uri = f"models:/{name}/{mv.version}"
     log.info("re-evaluating %s on %s (the current data versions)", uri, ", ".join(datasets))
@@ -170,7 +170,7 @@ def _gate(params: Params, version, dry_run: bool, reevaluate: bool, reevaluation
         except PromotionError:
             apply_decision(client, name, decision)  # recorded as needs_reevaluation, champion untouched
             raise
-        champ_eval = evaluation_of_version(client, client.get_model_version(name, champ.version), want)
+        champ_eval = evaluation_of_version(client, registry.get_version(client, name, champ.version), want)
         decision = decide(cand_eval, champ_eval, params.promotion)
     if dry_run:
         return GateResult(decision, False, str(cand.version), before, before, rerun, "dry run: nothing recorded")

@@ -272,11 +272,13 @@ def apply_decision(client, name: str, decision: Decision) -> None:
     mv = registry.get_version(client, name, version)
     if mv.status != "READY":
         raise PromotionError(f"{name} v{version} is {mv.status}, not READY; it cannot be aliased")
+    if decision.promote:
+        # first: whoever may not move @champion (a trainer, a viewer) fails before anything is recorded
+        registry.set_alias(client, name, registry.CHAMPION, version)
     registry.set_tags(client, name, version, decision_tags(decision))
-    client.update_model_version(name, str(version), description=decision.to_markdown())
+    registry.describe(client, name, str(version), decision.to_markdown())
     registry.set_alias(client, name, registry.CHALLENGER, version)
     if decision.promote:
-        registry.set_alias(client, name, registry.CHAMPION, version)
         log.info("%s v%s is now @champion (%s)", name, version, decision.summary())
     else:
         log.info("%s v%s stays @challenger (%s)", name, version, decision.summary())

@@ -15,10 +15,12 @@ HTTP retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_DIR = "mlflow"
 DB_FILE = "mlflow.db"
 PROBE_TIMEOUT_S = 3.0
+API_PROBE_TIMEOUT_S = 20.0
 # MLflow retries HTTP calls for minutes by default; a pipeline should fail fast and say why.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 TRACKING_ENV, REGISTRY_ENV = "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"
@@ -135,6 +138,46 @@ def check_reachable(target: TrackingTarget, timeout: float = PROBE_TIMEOUT_S) ->
         ) from None
     if reply.status_code >= 500:
         raise TrackingError(f"MLflow tracking server {target.uri} answers {reply.status_code} on /health; check its logs")
+    _probe_api(target, requests)
+
+
+def _probe_api(target: TrackingTarget, requests) -> None:
+    """One real API call: /health answers even when the server's database is down or the
+    credentials are wrong, and the client would otherwise retry for minutes."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    url = target.uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    try:
+        reply = requests.get(url, params={"max_results": 1}, timeout=API_PROBE_TIMEOUT_S,
+                             auth=(user, password or "") if user else None)
+    except requests.RequestException as e:
+        raise TrackingError(f"MLflow tracking server {target.uri} (from {target.source}) did not answer an API call "
+                            f"within {API_PROBE_TIMEOUT_S:.0f} s ({type(e).__name__}); check the server and its log") from None
+    if reply.status_code == 401:
+        who = f"user {user!r}" if user else "no user"
+        raise TrackingError(f"MLflow tracking server {target.uri} refused the credentials ({who}): set "
+                            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account of that server")
+    if reply.status_code >= 500:
+        raise TrackingError(
+            f"MLflow tracking server {target.uri} is up but fails ({reply.status_code}): its backend store "
+            "(the database of `mlflow server --backend-store-uri`, e.g. PostgreSQL) is unreachable or failing; "
+            "check that database and the server log"
+        )
+
+
+@contextlib.contextmanager
+def access(action: str, target: str, hint: str) -> Iterator[None]:
+    """Turn the server's PERMISSION_DENIED (basic-auth) into a :class:`TrackingError` that names
+    the user, what was refused and what to do; other errors pass through unchanged."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as e:
+        text = f"{e.error_code} {e}"
+        if "PERMISSION_DENIED" not in text and "error code 403" not in text:  # 403: as wrapped by copy_model_version
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "(no MLFLOW_TRACKING_USERNAME)"
+        raise TrackingError(f"MLflow user {user!r} may not {action} on {target} (the server denied it): {hint}") from None
 
 
 def connect(params: Params, root: str | Path | None = None, check: bool = True) -> TrackingTarget:

@@ -1,0 +1,69 @@
+"""The S3 API of the local stack: moto in server mode (any S3 or MinIO endpoint in production).
+
+moto keeps buckets in memory. So that the local stack survives a restart of its S3 server
+(``make stack-down``/``make stack``, or a crash in the middle of a DVC push), moto records
+every request to a file in the state folder and replays the recording when it starts
+again. Credentials are the standard ``AWS_*`` variables; moto accepts any.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from entroad.stack.processes import Server, StackError, start, wait_until
+
+REGION = "us-east-1"
+# botocore >= 1.36 adds CRC checksums that S3 look-alikes may reject: only send them when required
+CHECKSUM_ENV = {"AWS_REQUEST_CHECKSUM_CALCULATION": "when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required"}
+
+
+@dataclass
+class S3Endpoint:
+    url: str
+    access_key: str
+    secret_key: str
+
+    def env(self) -> dict[str, str]:
+        """Client variables: credentials and region (the endpoint goes to each tool's own setting)."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "AWS_DEFAULT_REGION": REGION, **CHECKSUM_ENV}
+
+    def client(self):
+        import boto3  # the [stack] extra; only the stack talks to S3 directly
+
+        return boto3.client("s3", endpoint_url=self.url, region_name=REGION,
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+
+    def healthy(self) -> bool:
+        import requests
+
+        return requests.get(self.url, timeout=2).status_code < 500
+
+    def ensure_bucket(self, bucket: str) -> None:
+        c = self.client()
+        names = {b["Name"] for b in c.list_buckets().get("Buckets", [])}
+        if bucket not in names:
+            c.create_bucket(Bucket=bucket)
+
+
+def start_moto(port: int, log: Path, env: dict[str, str], recording: Path) -> Server:
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists():
+        raise StackError("moto_server is not installed: `pip install -e '.[stack]'` (moto[server])")
+    env = {**env, "MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(recording)}
+    return start("S3 (moto)", [str(exe), "-H", "127.0.0.1", "-p", str(port)], log, env=env)
+
+
+def wait_s3(endpoint: S3Endpoint, server: Server | None, recording: Path | None = None, timeout: float = 60.0) -> None:
+    """Wait until moto answers, then replay what an earlier run of it recorded."""
+    import requests
+
+    wait_until(endpoint.healthy, timeout, f"S3 API (moto) on {endpoint.url}", server.log if server else None,
+               server.proc if server else None)
+    if recording is not None and recording.exists() and recording.stat().st_size:
+        reply = requests.post(endpoint.url + "/moto-api/recorder/replay-recording", timeout=600)
+        if not reply.ok:
+            raise StackError(f"S3 API (moto) on {endpoint.url} could not restore its data from {recording}: "
+                             f"{reply.status_code}")
