@@ -3,6 +3,7 @@
     python -m flows quickstart        # the whole pipeline on the bundled sample data
     python -m flows retrain           # ingest -> train -> evaluate -> register -> promote
     python -m flows serve             # scheduled retraining (cron from params.yaml)
+    python -m flows deploy --pool P   # deployments for a Prefect server with workers
 """
 
 from __future__ import annotations
@@ -117,6 +118,25 @@ def serve(params: str = ParamsOpt, overrides: list[str] | None = SetOpt) -> None
     from flows.deploy import serve_retrain
 
     run_or_exit(serve_retrain, params, overrides or [])
+
+
+@app.command()
+def deploy(
+    pool: str = typer.Option(..., "--pool", help="Prefect work pool (type process) whose workers run the flows."),
+    params: str = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+    source: str | None = typer.Option(None, "--source", help="Code for the workers: a folder (default: here) or a git URL."),
+    cron: str | None = typer.Option(None, "--cron", help="Override schedule.cron for the retrain deployment."),
+) -> None:
+    """Register the ingest, retrain (on its cron) and evaluate deployments with a work pool.
+
+    Needs PREFECT_API_URL pointing at a Prefect server (`make stack` prints it); start workers
+    with `prefect worker start --pool NAME`. README: "From one checkout to a team".
+    """
+    from flows.deploy import deploy_all
+
+    for name in run_or_exit(deploy_all, pool, params, overrides or [], source, cron):
+        console.print(f"deployed {name}")
 
 
 @app.command()
