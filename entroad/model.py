@@ -15,6 +15,7 @@ Data flow for a batch of images (B, 3, S, S), patch grid G×G = N, L feature lay
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -267,8 +268,13 @@ class EntroAD(nn.Module):
     def forward(self, images: torch.Tensor, class_names: Sequence[str] | None = None) -> EntroADOutput:
         self._check_images(images)
         cfg, b, g = self.cfg, images.shape[0], self.grid
-        on_gpu = self.device.type == "cuda" and self.compute_dtype != torch.float32
-        with torch.autocast("cuda", dtype=self.compute_dtype, enabled=on_gpu):
+        # Precision: with a bf16/fp16 compute dtype the frozen towers run under autocast on
+        # any device (CUDA or CPU); the graph layers' attention probabilities and the entropy
+        # stay fp32 inside that (fp32 island, see vision.py / entropy.py). fp32 opens no
+        # autocast context, so a caller's own autocast still applies.
+        mixed = self.compute_dtype != torch.float32
+        amp = torch.autocast(self.device.type, dtype=self.compute_dtype) if mixed else contextlib.nullcontext()
+        with amp:
             vf = self.visual(
                 images.to(self.device),
                 lambda a: patch_entropy(a, cfg.entropy, cfg.modules, cfg.kmeans_iters, cfg.kmeans_seed, cfg.graph_knn),
