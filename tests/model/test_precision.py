@@ -18,8 +18,12 @@ def corr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
 
 
-@pytest.mark.parametrize("entropy", ["2d", "1d", "transition"])
-def test_entropy_map_under_bf16_autocast_matches_fp32(tiny_backbone, images, entropy):
+# 2d's bound is lower for a reason outside the island: the tiny random-init tower has almost
+# uniform attention (row cosines 0.82-0.92), so the bf16 rounding of the tower itself (patch
+# embedding included, |Δprob| ~2e-4) moves k-means++ seeds and near-tie assignments. Measured
+# here: 2d 0.913 with the island (0.668 without), 1d and transition >= 0.9999.
+@pytest.mark.parametrize("entropy,bound", [("2d", 0.9), ("1d", 0.999), ("transition", 0.999)])
+def test_entropy_map_under_bf16_autocast_matches_fp32(tiny_backbone, images, entropy, bound):
     model = make_model(tiny_backbone, entropy=entropy)
     ref = model.predict(images)
     model.compute_dtype = torch.bfloat16  # what precision: bf16 sets (autocast on any device)
@@ -30,7 +34,22 @@ def test_entropy_map_under_bf16_autocast_matches_fp32(tiny_backbone, images, ent
     # the rest of the forward really ran in bf16 (else this test would prove nothing)
     assert not torch.equal(mixed.image_probs["prior"], ref.image_probs["prior"])
     assert mixed.entropy_map.dtype == torch.float32
-    assert corr(mixed.entropy_map, ref.entropy_map) >= 0.999
+    assert corr(mixed.entropy_map, ref.entropy_map) >= bound
+
+
+def test_attention_logits_are_fp32_under_autocast(tiny_backbone, images):
+    """Q·Kᵀ is formed from q and k cast to fp32 first (not rounded to bf16 as a product)."""
+    model = make_model(tiny_backbone, graph_layers=[1])
+    vis, blk = model.visual, model.visual.visual.transformer.resblocks[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = vis(images).graph_outputs[0]
+        h = blk.ln_1(vis.embed(images))
+        q, k, _ = torch.nn.functional.linear(h, blk.attn.in_proj_weight, blk.attn.in_proj_bias).chunk(3, -1)
+    heads = blk.attn.num_heads
+    q, k = (t.float().unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k))
+    ref = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -1).mean(1)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, ref, rtol=0, atol=1e-7), (got - ref).abs().max()
 
 
 def test_callers_autocast_keeps_the_island_fp32(tiny_backbone, images):
@@ -40,7 +59,7 @@ def test_callers_autocast_keeps_the_island_fp32(tiny_backbone, images):
         got = model.visual(images).graph_outputs
     assert all(g.dtype == torch.float32 for g in got)
     for a, b in zip(ref, got, strict=True):
-        assert corr(a, b) >= 0.999
+        assert corr(a, b) >= 0.9999
 
 
 def test_patch_entropy_ignores_autocast():
