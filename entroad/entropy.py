@@ -33,7 +33,7 @@ def relation_graph(attn: torch.Tensor, knn: int = 0) -> tuple[torch.Tensor, torc
     rows renormalised (row-stochastic). ``W = (P + Pᵀ)/2``, optionally sparsified to the
     union of each patch's ``knn`` strongest relations (kept symmetric).
     """
-    p = attn[..., 1:, 1:].float()
+    p = attn[..., 1:, 1:].to(torch.promote_types(attn.dtype, torch.float32))  # fp32 at least
     n = p.shape[-1]
     p = p.masked_fill(torch.eye(n, dtype=torch.bool, device=p.device), 0.0)
     p = p / p.sum(-1, keepdim=True).clamp_min(EPS)
