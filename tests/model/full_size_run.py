@@ -25,7 +25,7 @@ def tensor_hash(module: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(module.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(v.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
