@@ -86,7 +86,7 @@ def main() -> dict:
     res["loss"] = float(loss)
     res["learnable_changed"] = sum(not torch.equal(a, p) for a, p in zip(learn_before, learnable, strict=True))
     res["backbone_unchanged"] = tensor_hash(model.clip) == backbone_before
-    res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    res["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return res
 
 

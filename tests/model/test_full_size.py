@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Measured on 2 CPU cores: 3.0 GB peak RSS for the build, one inference forward at batch 2 and
-# one training step (the frozen tower keeps no autograd graph). The bound leaves ~30 % for
-# allocator and library-version variation; a regression that keeps per-head attention of
-# every layer, or a graph through the tower, goes well past it.
-PEAK_RSS_BOUND_GB = 4.0
+# Measured on 2 CPU cores (torch 2.14.1): 3.14 GiB peak RSS for the build, one inference
+# forward at batch 2 and one training step (the frozen tower keeps no autograd graph). The
+# bound leaves ~25 % for allocator and library-version variation; a regression that keeps
+# per-head attention of every layer, or an autograd graph through the tower, goes past it.
+PEAK_RSS_BOUND_GIB = 4.0
 
 
 @pytest.mark.slow
@@ -28,7 +28,7 @@ def test_vit_l14_336_at_518_forward_and_training_step():
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=3600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -43,4 +43,4 @@ def test_vit_l14_336_at_518_forward_and_training_step():
     assert res["backbone_unchanged"] and res["backbone_grads"] == 0
     assert res["learnable_changed"] > 0
     assert res["loss"] == res["loss"] and res["loss"] > 0  # finite, not NaN
-    assert res["peak_rss_gb"] < PEAK_RSS_BOUND_GB, res
+    assert res["peak_rss_gib"] < PEAK_RSS_BOUND_GIB, res
