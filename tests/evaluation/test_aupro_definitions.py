@@ -67,3 +67,4 @@ def test_unknown_definition_is_a_clear_error():
     maps, masks = sample(1)
     with pytest.raises(ValueError, match="official.*anomalyclip"):
         aupro(maps, masks, definition="mvtec")
+
