@@ -10,7 +10,6 @@ import torch
 
 from entroad.entropy import (
     kmeans_partition,
-    patch_entropy,
     relation_graph,
     standardize,
     structural_entropy_1d,

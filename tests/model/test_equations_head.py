@@ -180,6 +180,6 @@ def test_zero_initialised_adapters_and_conditioners(tiny_backbone, images):
     vf = model.visual(images)
     t_a = model.prompts(model.text)
     # at init: adapted branch = CLIP features against the unshifted learnable prompts
-    ref = torch.stack([torch.stack([abnormal(vf.patch_features[i, l], t_a, model.cfg.temperature)
-                                    for l in range(vf.patch_features.shape[1])]) for i in range(3)])
+    ref = torch.stack([torch.stack([abnormal(vf.patch_features[i, layer], t_a, model.cfg.temperature)
+                                    for layer in range(vf.patch_features.shape[1])]) for i in range(3)])
     assert torch.allclose(out.layer_probs["adapted"], ref, atol=1e-5)
