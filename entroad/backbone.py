@@ -13,7 +13,8 @@ the tiny random-init config instead, labelled as such (``BackboneInfo.random_ini
 
 The input size is any multiple of the patch size: open_clip's ``force_image_size`` builds
 the model at that size and its checkpoint loader interpolates the positional embedding
-(bicubic), so 518 px for ViT-L/14-336 works out of the box.
+(bicubic), so 518 px for ViT-L/14-336 works out of the box. Deviation: AnomalyCLIP resizes
+it bilinearly at run time; we keep open_clip's one-off bicubic resize of the weights.
 """
 
 from __future__ import annotations

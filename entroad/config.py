@@ -199,6 +199,10 @@ class EvaluationConfig(_Strict):
     split: Literal["test", "train", "all"] = "test"
     batch_size: int = Field(8, ge=1)
     max_fpr: float = Field(0.3, gt=0.0, le=1.0)  # AUPRO integration limit
+    # AUPRO definition: official (MVTec AD, exact curve ÷ max_fpr) or anomalyclip (its
+    # cal_pro_score: 200 thresholds, kept FPRs rescaled). The METHOD §9 comparison always
+    # uses anomalyclip, the definition of its reference numbers.
+    aupro: Literal["official", "anomalyclip"] = "official"
     specificity: float = Field(0.95, gt=0.0, lt=1.0)  # operating point on evaluated normals
     sensitivity: float | None = Field(None, gt=0.0, lt=1.0)  # when set, wins over specificity
     report_examples: int = Field(6, ge=0)

@@ -33,7 +33,7 @@ def relation_graph(attn: torch.Tensor, knn: int = 0) -> tuple[torch.Tensor, torc
     rows renormalised (row-stochastic). ``W = (P + Pᵀ)/2``, optionally sparsified to the
     union of each patch's ``knn`` strongest relations (kept symmetric).
     """
-    p = attn[..., 1:, 1:].float()
+    p = attn[..., 1:, 1:].to(torch.promote_types(attn.dtype, torch.float32))  # fp32 at least
     n = p.shape[-1]
     p = p.masked_fill(torch.eye(n, dtype=torch.bool, device=p.device), 0.0)
     p = p / p.sum(-1, keepdim=True).clamp_min(EPS)
@@ -121,18 +121,24 @@ def standardize(e: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 def patch_entropy(
     attn: torch.Tensor, mode: str = "2d", k: int = 8, iters: int = 10, seed: int = 0, knn: int = 0
 ) -> torch.Tensor:
-    """Standardised entropy density ``z`` (B, N) of one graph layer's head-mean attention."""
+    """Standardised entropy density ``z`` (B, N, fp32) of one graph layer's head-mean attention.
+
+    Always computed in fp32 with autocast off (CUDA or CPU): the module cut ``vol_j −
+    internal`` subtracts nearly equal numbers, and k-means assignments flip on rounding, so
+    under bf16 the map would route patches by noise rather than by structure.
+    """
     if mode not in MODES:
         raise ValueError(f"entropy mode must be one of {MODES}, got {mode!r}")
     b, t, _ = attn.shape
     if mode == "none":
         return torch.zeros(b, t - 1, device=attn.device)
-    p, w = relation_graph(attn, knn)
-    if mode == "1d":
-        e = structural_entropy_1d(w)[1]
-    elif mode == "transition":
-        e = transition_entropy(p)
-    else:
-        labels = kmeans_partition(p, k, iters, seed)
-        e = structural_entropy_2d(w, labels, min(k, p.shape[-1]))[1]
-    return standardize(e)
+    with torch.autocast(attn.device.type, enabled=False):
+        p, w = relation_graph(attn.float(), knn)
+        if mode == "1d":
+            e = structural_entropy_1d(w)[1]
+        elif mode == "transition":
+            e = transition_entropy(p)
+        else:
+            labels = kmeans_partition(p, k, iters, seed)
+            e = structural_entropy_2d(w, labels, min(k, p.shape[-1]))[1]
+        return standardize(e)

@@ -80,8 +80,9 @@ def entroad_loss(out, masks, pixel_label, labels, cfg: TrainConfig, routing_rati
         )
         parts["adapted"] = a_map + a_bce
         total = total + cfg.lambda_branch * parts["adapted"]
-    # The confidence is detached here: the regulariser should pull the adapted branch
-    # towards the prior where it is unsure, not teach γ to claim certainty.
+    # Deviation: c is detached in L_prior. The regulariser should pull the adapted branch
+    # towards the prior where it is unsure, not teach γ to claim certainty (c → 1 would
+    # switch the term off).
     kl = bernoulli_kl(out.layer_probs["adapted"], out.layer_probs["prior"].detach())
     parts["prior_kl"] = ((1 - out.layer_confidence.detach()) * kl).mean()
     parts["balance"] = (out.routing.mean() - routing_ratio) ** 2

@@ -15,6 +15,7 @@ Data flow for a batch of images (B, 3, S, S), patch grid G×G = N, L feature lay
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -147,8 +148,9 @@ class EntroAD(nn.Module):
         self.adapters = nn.ModuleDict(
             {b: ResidualMLP(dim, cfg.adapter_reduction) for b in ("loc", "dif")}
         )
-        # Per-image shift of the [normal, abnormal] text embeddings (2·C outputs): a shift
-        # shared by both states would largely cancel in their softmax contrast.
+        # Deviation (METHOD §5 leaves Δ_b's shape open): Δ_b gives a per-image, per-layer
+        # shift of the [normal, abnormal] text embeddings (2·C outputs), since a shift shared
+        # by both states would largely cancel in their softmax contrast.
         self.conditioners = nn.ModuleDict(
             {b: ResidualMLP(dim, cfg.adapter_reduction, 2 * dim) for b in ("loc", "dif")}
         )
@@ -267,8 +269,13 @@ class EntroAD(nn.Module):
     def forward(self, images: torch.Tensor, class_names: Sequence[str] | None = None) -> EntroADOutput:
         self._check_images(images)
         cfg, b, g = self.cfg, images.shape[0], self.grid
-        on_gpu = self.device.type == "cuda" and self.compute_dtype != torch.float32
-        with torch.autocast("cuda", dtype=self.compute_dtype, enabled=on_gpu):
+        # Precision: with a bf16/fp16 compute dtype the frozen towers run under autocast on
+        # any device (CUDA or CPU); the graph layers' attention probabilities and the entropy
+        # stay fp32 inside that (fp32 island, see vision.py / entropy.py). fp32 opens no
+        # autocast context, so a caller's own autocast still applies.
+        mixed = self.compute_dtype != torch.float32
+        amp = torch.autocast(self.device.type, dtype=self.compute_dtype) if mixed else contextlib.nullcontext()
+        with amp:
             vf = self.visual(
                 images.to(self.device),
                 lambda a: patch_entropy(a, cfg.entropy, cfg.modules, cfg.kmeans_iters, cfg.kmeans_seed, cfg.graph_knn),
@@ -282,6 +289,8 @@ class EntroAD(nn.Module):
         rr = r[:, None, :, None]
 
         routed = (1 - rr) * (feats + self.adapters["loc"](feats)) + rr * (feats + self.adapters["dif"](feats))
+        # Deviation: F̃ is renormalised (METHOD mixes without it) so that ⟨F̃, T⟩/0.07 sees
+        # unit vectors, as CLIP's temperature assumes.
         routed = F.normalize(routed, dim=-1)
         t_loc, t_dif = routed_tokens(feats, r)
         shift_loc = self.conditioners["loc"](t_loc).view(b, -1, 2, self.embed_dim)
@@ -303,7 +312,9 @@ class EntroAD(nn.Module):
         conf = self._confidence(p_adapted)
         p_fused = self._fuse(p_adapted, p_prior, conf)
 
-        # Image level: adapted branch conditioned with the mean of the two routed shifts.
+        # Image level. Deviation: METHOD conditions on "the mean of the two routed tokens";
+        # there is no third Δ for it, so the shift is the mean of the two paths' shifts
+        # (over layers too), which keeps both paths' conditioning.
         text_g = F.normalize(text_a + 0.5 * (shift_loc + shift_dif).mean(1), dim=-1)  # (B, 2, C)
         pg_adapted = abnormal_prob(glob[:, None], text_g)[:, 0]
         pg_prior = abnormal_prob(glob[:, None], prior if prior.ndim == 3 else prior[None])[:, 0]

@@ -13,6 +13,10 @@ One loop over the blocks computes
 
 Everything else uses ``scaled_dot_product_attention``. The tower is not modified: this
 module only reads its parameters.
+
+Precision: under autocast (bf16 on GPU) both streams run in the autocast dtype, except the
+graph layers' attention probabilities and everything computed from them, which stay fp32
+(see the fp32 island in ``__call__``).
 """
 
 from __future__ import annotations
@@ -80,13 +84,18 @@ class TwoStreamVisual:
             q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
             q, k, v = (_split_heads(t, attn.num_heads) for t in (q, k, v))
             if idx in self.graph_layers:
-                scale = q.shape[-1] ** -0.5
-                # softmax in fp32: these probabilities feed the entropy estimate
-                probs = torch.softmax((q @ k.transpose(-2, -1)).float() * scale, dim=-1)
+                # fp32 island: Q·Kᵀ, the softmax and graph_fn (relation graph, k-means,
+                # structural entropy) run in fp32 whatever autocast says. In bf16 the logits
+                # alone carry ~3 significant digits, and the entropy's module cut subtracts
+                # nearly equal volumes, so the entropy map would follow rounding noise. Only
+                # the attention output (probs·V) returns to the stream's dtype.
+                with torch.autocast(q.device.type, enabled=False):
+                    scale = q.shape[-1] ** -0.5
+                    probs = torch.softmax((q.float() @ k.float().transpose(-2, -1)) * scale, dim=-1)
+                    head_mean = probs.mean(dim=1)
+                    graph_out.append(graph_fn(head_mean) if graph_fn is not None else head_mean)
                 out = probs[:, :, :1].to(v.dtype) @ v if last else probs.to(v.dtype) @ v
-                head_mean = probs.mean(dim=1)
                 del probs
-                graph_out.append(graph_fn(head_mean) if graph_fn is not None else head_mean)
             else:
                 out = F.scaled_dot_product_attention(q[:, :, :1] if last else q, k, v)
             if idx >= self.vv_start:

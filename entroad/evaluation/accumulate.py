@@ -13,7 +13,14 @@ import torch.nn.functional as F
 
 from entroad.data.manifest import ProcessedDataset
 from entroad.errors import EvaluationError, UndefinedMetricError
-from entroad.evaluation.metrics import IMAGE_KEYS, METRIC_KEYS, PIXEL_KEYS, image_metrics, operating_point
+from entroad.evaluation.metrics import (
+    ANCHOR_AUPRO_KEY,
+    IMAGE_KEYS,
+    METRIC_KEYS,
+    PIXEL_KEYS,
+    image_metrics,
+    operating_point,
+)
 from entroad.evaluation.pixel_metrics import PixelMetricAccumulator
 from entroad.evaluation.results import DISPLAY_SIZE, EXAMPLE_KINDS, ClassResult, DatasetResult, Example
 
@@ -155,7 +162,7 @@ class DatasetRun:
                 excluded["pixel"] = "the dataset has no pixel annotations (masks)"
             else:
                 try:
-                    pm = acc.compute(cfg.max_fpr)
+                    pm = acc.compute(cfg.max_fpr, cfg.aupro)
                 except UndefinedMetricError as e:
                     excluded["pixel"] = str(e)
                 else:
@@ -186,13 +193,13 @@ class DatasetRun:
         cfg = self.cfg
         means: dict[str, float | None] = {}
         exclusions: list[dict[str, str]] = []
-        for group, keys in (("image", IMAGE_KEYS), ("pixel", PIXEL_KEYS)):
+        for group, keys in (("image", IMAGE_KEYS), ("pixel", (*PIXEL_KEYS, ANCHOR_AUPRO_KEY))):
             reasons = [(c.cls, c.excluded[group]) for c in class_results if group in c.excluded]
             if len(reasons) == len(class_results) > 1 and len({r for _, r in reasons}) == 1:
                 reasons = [("(all)", reasons[0][1])]  # one line instead of one per class
             exclusions.extend({"class": c, "metrics": group, "reason": r} for c, r in reasons)
             for k in keys:
-                vals = [c.metrics[k] for c in class_results if c.metrics[k] is not None]
+                vals = [c.metrics[k] for c in class_results if c.metrics.get(k) is not None]
                 means[k] = float(np.mean(vals)) if vals else None
         for c in class_results:
             if "pixel_partial" in c.excluded:

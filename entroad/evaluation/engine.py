@@ -194,6 +194,7 @@ def run_evaluation(
         "split": cfg.split,
         "batch_size": cfg.batch_size,
         "max_fpr": cfg.max_fpr,
+        "aupro": cfg.aupro,
         "pixel_metrics": cfg.pixel_metrics,
         "pixel_bins": cfg.pixel_bins,
         "min_per_label": cfg.min_per_label,

@@ -12,6 +12,8 @@ Definitions (METHOD.md §8; the conventions of the field's reference implementat
   8-connected components of each ground-truth mask; the FPR is taken over every normal
   pixel of every image. ``PRO(t) = 1/K Σ_regions |{p ∈ R: s_p ≥ t}| / |R|`` — which equals a
   cumulative sum of per-pixel weights ``1/(K |R(p)|)``, so the curve streams like a histogram.
+  ``definition="anomalyclip"`` gives AnomalyCLIP's ``cal_pro_score`` instead, the definition
+  behind METHOD §9's reference numbers (see :func:`aupro_anomalyclip_from_counts`).
 
 All functions return fractions in [0, 1]; tables multiply by 100.
 """
@@ -31,6 +33,11 @@ from entroad.errors import EvaluationError, InputError, UndefinedMetricError
 IMAGE_KEYS = ("image_auroc", "image_ap", "image_f1max")
 PIXEL_KEYS = ("pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
 METRIC_KEYS = IMAGE_KEYS + PIXEL_KEYS
+AUPRO_DEFINITIONS = ("official", "anomalyclip")
+# AUPRO by AnomalyCLIP's definition, kept beside pixel_aupro whatever evaluation.aupro says:
+# the comparison with METHOD §9 needs the anchors' definition.
+ANCHOR_AUPRO_KEY = "pixel_aupro_anomalyclip"
+ANOMALYCLIP_PRO_STEPS = 200  # thresholds of AnomalyCLIP's cal_pro_score
 
 DEFAULT_BINS = 1 << 16
 DEFAULT_EXACT_LIMIT = 1 << 24  # pixels kept for exact mode before switching to bins
@@ -179,7 +186,7 @@ def area_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return area
 
 
-def aupro_from_counts(rc: RankedCounts, max_fpr: float = 0.3) -> float:
+def _check_pro_counts(rc: RankedCounts, max_fpr: float) -> None:
     if rc.weight is None:
         raise InputError("AUPRO needs region weights (pixel-level counts)")
     if rc.regions == 0 or rc.n_pos == 0:
@@ -188,8 +195,51 @@ def aupro_from_counts(rc: RankedCounts, max_fpr: float = 0.3) -> float:
         raise UndefinedMetricError("AUPRO: no normal pixels")
     if not 0.0 < max_fpr <= 1.0:
         raise InputError(f"max_fpr must be in (0, 1], got {max_fpr}")
+
+
+def aupro_from_counts(rc: RankedCounts, max_fpr: float = 0.3) -> float:
+    """The official (MVTec AD) AUPRO: exact PRO curve, area up to max_fpr, ÷ max_fpr."""
+    _check_pro_counts(rc, max_fpr)
     fpr, pro = _pro_points(rc)
     return float(area_to(fpr, pro, max_fpr) / max_fpr)
+
+
+def aupro_anomalyclip_from_counts(rc: RankedCounts, max_fpr: float = 0.3, steps: int = ANOMALYCLIP_PRO_STEPS) -> float:
+    """AUPRO as AnomalyCLIP's ``cal_pro_score`` computes it (the definition behind the
+    reference numbers of METHOD §9): ``steps`` evenly spaced thresholds from the maps' min
+    (included) to their max (excluded), a pixel positive when its score is above the
+    threshold, PRO = mean per-region overlap (8-connected regions), points with FPR <
+    ``max_fpr`` kept, their FPRs min-max rescaled to [0, 1], trapezoid area.
+
+    Unlike the official (MVTec AD) definition the result is not normalised by ``max_fpr``
+    and depends on the score range, so the two differ by a few tenths of a point.
+    """
+    _check_pro_counts(rc, max_fpr)
+    # cal_pro_score builds its grid in the maps' own precision (float32 maps: float32 grid)
+    dtype = np.float32 if np.array_equal(rc.thresholds.astype(np.float32), rc.thresholds) else np.float64
+    lo, hi = dtype(rc.thresholds[-1]), dtype(rc.thresholds[0])
+    if hi <= lo:
+        raise UndefinedMetricError("AUPRO (anomalyclip): all scores are equal")
+    th = np.arange(lo, hi, (hi - lo) / steps)  # the same grid as np.arange in cal_pro_score
+    ascending = rc.thresholds[::-1]
+    above = ascending.size - np.searchsorted(ascending, th, side="right")  # groups with score > th
+    fpr = np.r_[0.0, rc.fps][above] / rc.n_neg
+    pro = np.r_[0.0, np.cumsum(rc.weight)][above] / rc.regions
+    keep = fpr < max_fpr
+    f, p = fpr[keep], pro[keep]
+    if f.size < 2 or f.max() == f.min():
+        raise UndefinedMetricError(f"AUPRO (anomalyclip): fewer than two distinct FPRs below {max_fpr:g}")
+    f = (f - f.min()) / (f.max() - f.min())
+    # FPR falls as the threshold rises: integrate from the highest threshold down
+    return float(np.trapezoid(p[::-1], f[::-1]))
+
+
+def aupro_by_definition(rc: RankedCounts, max_fpr: float = 0.3, definition: str = "official") -> float:
+    if definition == "official":
+        return aupro_from_counts(rc, max_fpr)
+    if definition == "anomalyclip":
+        return aupro_anomalyclip_from_counts(rc, max_fpr)
+    raise ValueError(f"AUPRO definition must be one of {AUPRO_DEFINITIONS} (official | anomalyclip), got {definition!r}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from entroad.errors import EvaluationError, InputError, UndefinedMetricError
 from entroad.evaluation.metrics import (
+    ANCHOR_AUPRO_KEY,
     DEFAULT_BINS,
     DEFAULT_EXACT_LIMIT,
     PIXEL_KEYS,
@@ -30,7 +31,8 @@ from entroad.evaluation.metrics import (
     ap_from_counts,
     as_numpy,
     as_tensor,
-    aupro_from_counts,
+    aupro_anomalyclip_from_counts,
+    aupro_by_definition,
     auroc_from_counts,
     curves_of,
     f1max_from_counts,
@@ -73,6 +75,8 @@ class PixelMetrics:
     n_anomalous_px: int
     n_regions: int
     n_images: int
+    aupro_definition: str = "official"  # which definition ``aupro`` follows
+    aupro_anomalyclip: float | None = None  # AnomalyCLIP's definition, for METHOD §9
     curves: Curves | None = field(default=None, repr=False)
 
     def as_percent(self) -> dict[str, float]:
@@ -81,6 +85,7 @@ class PixelMetrics:
             "pixel_ap": 100 * self.ap,
             "pixel_f1max": 100 * self.f1max,
             "pixel_aupro": 100 * self.aupro,
+            ANCHOR_AUPRO_KEY: None if self.aupro_anomalyclip is None else 100 * self.aupro_anomalyclip,
         }
 
 
@@ -126,18 +131,30 @@ def _binning_bounds(rc: RankedCounts, max_fpr: float, f1_binned: float) -> dict[
 
 
 def pixel_metrics_from_counts(
-    rc: RankedCounts, max_fpr: float = 0.3, exact: bool = True, bins: int | None = None, n_images: int = 0
+    rc: RankedCounts,
+    max_fpr: float = 0.3,
+    exact: bool = True,
+    bins: int | None = None,
+    n_images: int = 0,
+    aupro: str = "official",
 ) -> PixelMetrics:
     need_both(rc, "pixel metrics")
     if rc.regions == 0:
         raise UndefinedMetricError("pixel metrics: no annotated anomalous regions")
     f1 = f1max_from_counts(rc)
     bound = dict.fromkeys(PIXEL_KEYS, 0.0) if exact else _binning_bounds(rc, max_fpr, f1)
+    value = aupro_by_definition(rc, max_fpr, aupro)
+    try:
+        anchor = value if aupro == "anomalyclip" else aupro_anomalyclip_from_counts(rc, max_fpr)
+    except UndefinedMetricError:
+        anchor = None  # e.g. < 2 thresholds below max_fpr: the §9 comparison shows "—"
     return PixelMetrics(
         auroc=auroc_from_counts(rc),
         ap=ap_from_counts(rc),
         f1max=f1,
-        aupro=aupro_from_counts(rc, max_fpr),
+        aupro=value,
+        aupro_definition=aupro,
+        aupro_anomalyclip=anchor,
         exact=exact,
         bins=None if exact else bins,
         bound=bound,
@@ -268,10 +285,11 @@ class PixelMetricAccumulator:
         rc = ranked_counts(s, g, region_sizes=sizes)
         return RankedCounts(rc.thresholds, rc.pos, rc.neg, rc.weight, regions=self.regions)
 
-    def compute(self, max_fpr: float = 0.3) -> PixelMetrics:
-        """Pixel AUROC, AP, F1-max and AUPRO; raises :class:`UndefinedMetricError` with a reason."""
+    def compute(self, max_fpr: float = 0.3, aupro: str = "official") -> PixelMetrics:
+        """Pixel AUROC, AP, F1-max and AUPRO (``aupro``: official | anomalyclip); raises
+        :class:`UndefinedMetricError` with a reason."""
         return pixel_metrics_from_counts(
-            self.counts(), max_fpr, exact=not self._binned, bins=self.bins, n_images=self.images
+            self.counts(), max_fpr, exact=not self._binned, bins=self.bins, n_images=self.images, aupro=aupro
         )
 
     def merge(self, other: PixelMetricAccumulator) -> None:
@@ -304,13 +322,15 @@ class PixelMetricAccumulator:
 def pixel_metrics(
     maps: ArrayLike, masks: ArrayLike, max_fpr: float = 0.3, mode: Literal["exact", "binned"] = "exact",
     bins: int = DEFAULT_BINS,
+    aupro: str = "official",
 ) -> PixelMetrics:
     """Pixel metrics of in-memory maps (N,H,W) and masks — convenience over the accumulator."""
     acc = PixelMetricAccumulator(mode=mode, bins=bins)
     acc.update(maps, masks)
-    return acc.compute(max_fpr)
+    return acc.compute(max_fpr, aupro)
 
 
-def aupro(maps: ArrayLike, masks: ArrayLike, max_fpr: float = 0.3) -> float:
-    """Exact AUPRO of in-memory maps and masks."""
-    return pixel_metrics(maps, masks, max_fpr, mode="exact").aupro
+def aupro(maps: ArrayLike, masks: ArrayLike, max_fpr: float = 0.3, definition: str = "official") -> float:
+    """Exact AUPRO of in-memory maps and masks; ``definition``: ``official`` (MVTec AD) or
+    ``anomalyclip`` (AnomalyCLIP's ``cal_pro_score``, the one behind METHOD §9's numbers)."""
+    return pixel_metrics(maps, masks, max_fpr, mode="exact", aupro=definition).aupro

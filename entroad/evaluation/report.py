@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from entroad.evaluation.figures import make_figures, slug
-from entroad.evaluation.metrics import METRIC_KEYS
+from entroad.evaluation.metrics import ANCHOR_AUPRO_KEY, METRIC_KEYS
 from entroad.evaluation.reference import REFERENCE, REFERENCE_TITLES
 from entroad.evaluation.results import EXAMPLE_KINDS, EvaluationResult
 from entroad.evaluation.tables import SHORT
@@ -53,6 +53,8 @@ def identity_table(result: EvaluationResult) -> Table:
         ["trained on", f"{trained.get('dataset', '?')} [{trained.get('data_version', '?')}]" if trained else "unknown"],
         ["options", ", ".join(f"{k}={m.options.get(k)}" for k in ("entropy", "routing", "branches", "confidence", "alpha", "sigma"))],
         ["split / batch", f"{result.settings.get('split')} / {result.settings.get('batch_size')}"],
+        ["AUPRO definition", f"{result.settings.get('aupro', 'official')} (FPR ≤ {result.settings.get('max_fpr', 0.3):g}); "
+                             "the METHOD §9 comparison uses anomalyclip, as its reference numbers do"],
         ["evaluated", result.created],
     ]
     if result.suite:
@@ -76,14 +78,17 @@ def reference_tables(result: EvaluationResult) -> list[tuple[str, Table]]:
     """Our numbers beside METHOD.md §9's for datasets that match a reference row."""
 
     keys = ["image_auroc", "image_ap", "pixel_auroc", "pixel_aupro"]
+    # our AUPRO by the anchors' definition (AnomalyCLIP's cal_pro_score), whatever evaluation.aupro is
+    ours_keys = [ANCHOR_AUPRO_KEY if k == "pixel_aupro" else k for k in keys]
+    head = ["method", *(SHORT[k] for k in keys[:-1]), "AUPRO (AnomalyCLIP def.)"]
     out = []
     for d in result.datasets:
         if not d.reference:
             continue
-        rows = [["ours" + (" (random-init!)" if result.random_init else ""), *(_fmt(d.metrics.get(k)) for k in keys)]]
+        rows = [["ours" + (" (random-init!)" if result.random_init else ""), *(_fmt(d.metrics.get(k)) for k in ours_keys)]]
         for method, vals in REFERENCE[d.reference].items():
             rows.append([method, *(_fmt(vals.get(k)) for k in keys)])
-        out.append((f"{d.name} vs {REFERENCE_TITLES[d.reference]}", (["method", *(SHORT[k] for k in keys)], rows)))
+        out.append((f"{d.name} vs {REFERENCE_TITLES[d.reference]}", (head, rows)))
     return out
 
 

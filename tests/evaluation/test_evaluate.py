@@ -239,6 +239,12 @@ def test_report_sits_beside_reference_numbers(full_run):
     assert res.dataset("mvtec-ad").reference == "mvtec"
     html = (out / "report.html").read_text()
     assert "AnomalyCLIP" in html and "91.5" in html
+    # the §9 comparison uses the anchors' AUPRO definition, and the report names both
+    assert res.settings["aupro"] == "official"
+    for c in res.dataset("mvtec-ad").classes:
+        assert c.metrics["pixel_aupro_anomalyclip"] is not None
+        assert c.metrics["pixel_aupro_anomalyclip"] != c.metrics["pixel_aupro"]
+    assert "AUPRO (AnomalyCLIP def.)" in html and "AUPRO definition" in html
 
 
 def test_checkpoint_resolution_from_artifact_uri(checkpoint, tmp_path):
