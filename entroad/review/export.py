@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from entroad.config import DEFAULT_PARAMS, load_params
+from entroad.data.ingest import ingest_dataset
+from entroad.data.versioning import data_root
 from entroad.errors import ConfigError, InputError
 from entroad.predict import overlay_name
 from entroad.review.images import mask_from_marks, panel
@@ -149,8 +151,6 @@ def export_review(
     if not store_path.is_file():
         raise InputError(f"{queue.folder}: no verdicts yet ({store_path} is missing); review with `entroad review`")
     store = VerdictStore(store_path, known_ids=queue.by_id)
-    from entroad.data.versioning import data_root
-
     raw = data_root(params) / "raw" / name
     result = write_raw(queue, store, raw, rule)
     base = Path.cwd().resolve()  # sources are read relative to the working directory, like data.root
@@ -158,8 +158,6 @@ def export_review(
     domain = "medical" if queue.kind == "dicom" else "industrial"
     result.params_entry_added = add_params_entry(params_file, name, dataset_entry(name, raw_rel, domain), target)
     if ingest:
-        from entroad.data.ingest import ingest_dataset
-
         res = ingest_dataset(load_params(params_path), name, use_dvc=use_dvc, progress=progress)
         result.version, result.processed_dir = res.version, res.path
     return result

@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 
 from entroad.config import Params
+from entroad.data.torch_dataset import image_to_tensor
+from entroad.model_source import load_models, resolved_checkpoint
 from entroad.review.images import png_bytes
 
 KINDS = {"entropy": "entropy_map", "routing": "routing_map", "confidence": "confidence_map"}
@@ -25,8 +27,6 @@ class ModelMaps:
         self._lock = threading.Lock()
 
     def _model(self):
-        from entroad.model_source import load_models, resolved_checkpoint
-
         with self._lock:
             if self._net is None:
                 with resolved_checkpoint(self.source, self.params) as ckpt:
@@ -36,8 +36,6 @@ class ModelMaps:
     def render(self, image: Image.Image, kind: str) -> bytes:
         import torch
         from matplotlib import colormaps
-
-        from entroad.data.torch_dataset import image_to_tensor
 
         net = self._model()
         info = net.backbone_info
