@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from entroad.data.torch_dataset import read_rgb
 from entroad.evaluation.metrics import METRIC_KEYS  # noqa: E402
 from entroad.evaluation.results import EXAMPLE_KINDS, DatasetResult, EvaluationResult, Example  # noqa: E402
-from entroad.evaluation.tables import SHORT  # noqa: E402
+from entroad.evaluation.tables import SHORT, fmt  # noqa: E402
 
 DPI = 100
 NO_THRESHOLD_REASON = "see the dataset notes"
@@ -29,14 +29,6 @@ NO_THRESHOLD_REASON = "see the dataset notes"
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
-
-
-def _fmt(v: Any, digits: int = 1) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,8 +107,8 @@ def histogram_figure(d: DatasetResult, path: Path) -> Path | None:
             ax.hist(s, bins=bins, alpha=0.55, color=color, label=f"{name} ({s.size})")
     op = d.operating_point
     if op is not None:
-        spec = _fmt(None if op.specificity is None else 100 * op.specificity)
-        sens = _fmt(None if op.sensitivity is None else 100 * op.sensitivity)
+        spec = fmt(None if op.specificity is None else 100 * op.specificity)
+        sens = fmt(None if op.sensitivity is None else 100 * op.sensitivity)
         ax.axvline(op.threshold, color="k", ls="--", lw=1.2,
                    label=f"threshold {op.threshold:.4g} (spec. {spec}%, sens. {sens}%)")
     ax.set_xlabel("image anomaly score")

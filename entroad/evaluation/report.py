@@ -19,20 +19,12 @@ from entroad.evaluation.figures import make_figures, slug
 from entroad.evaluation.metrics import ANCHOR_AUPRO_KEY, METRIC_KEYS
 from entroad.evaluation.reference import REFERENCE, REFERENCE_TITLES
 from entroad.evaluation.results import EXAMPLE_KINDS, EvaluationResult
-from entroad.evaluation.tables import SHORT
+from entroad.evaluation.tables import SHORT, fmt
 
 RANDOM_INIT_TEXT = (
     "RANDOM-INIT BACKBONE ({name}): no pretrained CLIP weights were used. These numbers and "
     "pictures only show that the pipeline runs; they say nothing about real anomaly detection."
 )
-
-
-def _fmt(v: Any, digits: int = 1) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +61,7 @@ def summary_table(result: EvaluationResult) -> Table:
         tag = " (in-domain)" if d.in_domain else ""
         rows.append(
             [d.name + tag, d.domain, f"{d.n_images} ({d.n_normal} / {d.n_anomalous})",
-             *(_fmt(d.metrics.get(k)) for k in METRIC_KEYS), d.data_version[:24]]
+             *(fmt(d.metrics.get(k)) for k in METRIC_KEYS), d.data_version[:24]]
         )
     return head, rows
 
@@ -85,9 +77,9 @@ def reference_tables(result: EvaluationResult) -> list[tuple[str, Table]]:
     for d in result.datasets:
         if not d.reference:
             continue
-        rows = [["ours" + (" (random-init!)" if result.random_init else ""), *(_fmt(d.metrics.get(k)) for k in ours_keys)]]
+        rows = [["ours" + (" (random-init!)" if result.random_init else ""), *(fmt(d.metrics.get(k)) for k in ours_keys)]]
         for method, vals in REFERENCE[d.reference].items():
-            rows.append([method, *(_fmt(vals.get(k)) for k in keys)])
+            rows.append([method, *(fmt(vals.get(k)) for k in keys)])
         out.append((f"{d.name} vs {REFERENCE_TITLES[d.reference]}", (head, rows)))
     return out
 
@@ -95,7 +87,7 @@ def reference_tables(result: EvaluationResult) -> list[tuple[str, Table]]:
 def class_table(result: EvaluationResult) -> Table:
     head = ["dataset", "class", "normal", "anomalous", *(SHORT[k] for k in METRIC_KEYS)]
     rows = [
-        [c.dataset, c.cls, str(c.n_normal), str(c.n_anomalous), *(_fmt(c.metrics.get(k)) for k in METRIC_KEYS)]
+        [c.dataset, c.cls, str(c.n_normal), str(c.n_anomalous), *(fmt(c.metrics.get(k)) for k in METRIC_KEYS)]
         for d in result.datasets
         for c in d.classes
     ]
@@ -113,7 +105,7 @@ def operating_table(result: EvaluationResult) -> Table:
         pct = [None if v is None else 100 * v for v in (op.sensitivity, op.specificity, op.precision)]
         rows.append(
             [d.name, f"{op.target} ≥ {100 * op.target_value:g}%", f"{op.threshold:.6g}", str(op.tp), str(op.fp),
-             str(op.tn), str(op.fn), *(_fmt(v) + "%" if v is not None else "—" for v in pct)]
+             str(op.tn), str(op.fn), *(fmt(v) + "%" if v is not None else "—" for v in pct)]
         )
     return head, rows
 
@@ -129,7 +121,7 @@ def ablation_table(result: EvaluationResult) -> Table:
         cells = []
         for k in METRIC_KEYS:
             v, dv = r[k], r[f"delta_{k}"]
-            cells.append(_fmt(v) + (f" ({dv:+.1f})" if dv is not None else ""))
+            cells.append(fmt(v) + (f" ({dv:+.1f})" if dv is not None else ""))
         rows.append([r["variant"], r["dataset"], *cells])
     return ["variant", "dataset", *(SHORT[k] for k in METRIC_KEYS)], rows
 

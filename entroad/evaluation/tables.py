@@ -34,7 +34,8 @@ def results_rows(result: EvaluationResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: Any, digits: int = 1) -> str:
+def fmt(v: Any, digits: int = 1) -> str:
+    """A metric cell: one decimal by default, — when undefined."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     if isinstance(v, float):
@@ -46,7 +47,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], he
     headers = list(headers or columns)
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |")
+        lines.append("| " + " | ".join(fmt(r.get(c)).replace("|", "\\|") for c in columns) + " |")
     return "\n".join(lines)
 
 
