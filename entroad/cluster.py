@@ -1,0 +1,93 @@
+"""Where distributed work runs: parse a ``--dask`` spec and open a Dask client for it.
+
+A spec is ``local`` (one worker process per core), ``local:N`` (N worker processes, one thread
+each) or the address of an existing scheduler (``tcp://host:8786``, ``host:8786``). Prediction
+and ingestion share this so that every command names a cluster the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from entroad.errors import InputError
+
+# An unreachable scheduler must fail fast: Dask's default connect timeout is 30 s and it
+# retries, which reads as a hang to someone at a terminal.
+CONNECT_TIMEOUT_S = 5.0
+
+_LOCAL = re.compile(r"^local(?::(\d+))?$")
+_ADDRESS = re.compile(r"^(?:(tcp|tls|ws|wss|ucx)://)?([A-Za-z0-9._\-\[\]:]*[A-Za-z0-9.\]]):(\d+)$")
+
+
+@dataclass(frozen=True)
+class DaskSpec:
+    """A parsed ``--dask`` value: a local cluster of ``workers`` processes, or ``address``."""
+
+    workers: int | None = None
+    address: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.address is None
+
+    def describe(self) -> str:
+        return f"local Dask cluster, {self.workers} worker(s)" if self.local else f"Dask scheduler {self.address}"
+
+
+def parse_dask(spec: str) -> DaskSpec:
+    """``local``, ``local:N`` or a scheduler address; a clear error for anything else."""
+    text = (spec or "").strip()
+    m = _LOCAL.match(text)
+    if m:
+        n = int(m.group(1)) if m.group(1) else (os.cpu_count() or 1)
+        if n < 1:
+            raise InputError(f"--dask {spec}: a local cluster needs at least 1 worker (local:1, local:2, ...)")
+        return DaskSpec(workers=n)
+    m = _ADDRESS.match(text)
+    if not m:
+        raise InputError(
+            f"--dask {spec!r} is neither 'local', 'local:N' nor a scheduler address such as "
+            "tcp://scheduler:8786 (the address `dask scheduler` prints)"
+        )
+    return DaskSpec(address=text if m.group(1) else f"tcp://{text}")
+
+
+@contextmanager
+def dask_client(spec: DaskSpec | str, *, threads_per_worker: int = 1) -> Iterator[object]:
+    """A ``distributed.Client`` for ``spec``; a local cluster is started here and closed on exit.
+
+    Local workers are processes (the scoring and decoding hold the GIL) and non-daemonic, so
+    that a worker may itself use a DataLoader or a process pool.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    spec = parse_dask(spec) if isinstance(spec, str) else spec
+    with dask.config.set({"distributed.worker.daemon": False, "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s"}):
+        if spec.local:
+            cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=threads_per_worker,
+                                   processes=True, dashboard_address=None)
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
+            return
+        t0 = time.monotonic()
+        try:
+            client = Client(spec.address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(
+                f"cannot reach the Dask scheduler at {spec.address} within {time.monotonic() - t0:.0f} s ({exc}). "
+                "Start one with `dask scheduler` (and `dask worker <address>` on each machine), "
+                "or use --dask local:N for a cluster on this machine."
+            ) from exc
+        try:
+            yield client
+        finally:
+            client.close()
