@@ -10,7 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from entroad.entropy import patch_entropy
+from entroad.entropy import (
+    kmeans_partition,
+    patch_entropy,
+    relation_graph,
+    standardize,
+    structural_entropy_2d,
+)
 from tests.model.conftest import make_model
 
 
@@ -19,10 +25,12 @@ def corr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # 2d's bound is lower for a reason outside the island: the tiny random-init tower has almost
-# uniform attention (row cosines 0.82-0.92), so the bf16 rounding of the tower itself (patch
-# embedding included, |Δprob| ~2e-4) moves k-means++ seeds and near-tie assignments. Measured
-# here: 2d 0.913 with the island (0.668 without), 1d and transition >= 0.9999.
-@pytest.mark.parametrize("entropy,bound", [("2d", 0.9), ("1d", 0.999), ("transition", 0.999)])
+# uniform attention (row cosines ~0.92), so the bf16 rounding of the residual stream itself
+# (|Δprob| ~2e-4 on probabilities of ~0.02) flips near-tie k-means assignments; k-means on
+# noise-like rows has many near-equal optima (best-of-N restarts made it worse: 0.71-0.75).
+# With the partition held fixed the maps agree at 1.00000 (next test). Measured here: 2d 0.954
+# (0.913 with Q·Kᵀ alone in fp32, 0.668 with no island), 1d and transition >= 0.9999.
+@pytest.mark.parametrize("entropy,bound", [("2d", 0.95), ("1d", 0.999), ("transition", 0.999)])
 def test_entropy_map_under_bf16_autocast_matches_fp32(tiny_backbone, images, entropy, bound):
     model = make_model(tiny_backbone, entropy=entropy)
     ref = model.predict(images)
@@ -37,16 +45,32 @@ def test_entropy_map_under_bf16_autocast_matches_fp32(tiny_backbone, images, ent
     assert corr(mixed.entropy_map, ref.entropy_map) >= bound
 
 
+def test_partition_is_the_only_bf16_difference_of_2d(tiny_backbone, images):
+    """Given the fp32 run's k-means partition, the bf16 run's 2d map is the fp32 one."""
+    model = make_model(tiny_backbone)
+    ref = model.visual(images).graph_outputs
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = model.visual(images).graph_outputs
+    for a, b in zip(ref, got, strict=True):
+        (pa, wa), (_, wb) = relation_graph(a), relation_graph(b)
+        labels = kmeans_partition(pa, 8)
+        za = standardize(structural_entropy_2d(wa, labels, 8)[1])
+        zb = standardize(structural_entropy_2d(wb, labels, 8)[1])
+        assert corr(za, zb) >= 0.9999
+
+
 def test_attention_logits_are_fp32_under_autocast(tiny_backbone, images):
-    """Q·Kᵀ is formed from q and k cast to fp32 first (not rounded to bf16 as a product)."""
+    """ln_1, the Q/K projections and Q·Kᵀ of a graph layer run in fp32 under autocast."""
     model = make_model(tiny_backbone, graph_layers=[1])
     vis, blk = model.visual, model.visual.visual.transformer.resblocks[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = vis(images).graph_outputs[0]
-        h = blk.ln_1(vis.embed(images))
-        q, k, _ = torch.nn.functional.linear(h, blk.attn.in_proj_weight, blk.attn.in_proj_bias).chunk(3, -1)
+        x = vis.embed(images).float()
+    d = blk.attn.embed_dim
+    h = torch.nn.functional.layer_norm(x, blk.ln_1.normalized_shape, blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
+    q, k = torch.nn.functional.linear(h, blk.attn.in_proj_weight[: 2 * d], blk.attn.in_proj_bias[: 2 * d]).chunk(2, -1)
     heads = blk.attn.num_heads
-    q, k = (t.float().unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k))
+    q, k = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k))
     ref = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, -1).mean(1)
     assert got.dtype == torch.float32
     assert torch.allclose(got, ref, rtol=0, atol=1e-7), (got - ref).abs().max()
