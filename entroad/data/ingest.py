@@ -34,6 +34,7 @@ from entroad.data.fingerprint import code_version, input_fingerprint
 from entroad.data.formats import get_format
 from entroad.data.formats.base import ImageFormat, Prepared, Skip
 from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, Record, write_manifest
+from entroad.data.skips import skip_summary
 from entroad.data.synthetic.samples import generate_raw
 from entroad.data.versioning import data_root, data_version, dataset_dir, find_dvc_root
 from entroad.errors import DatasetError, IngestError, VersioningError
@@ -320,7 +321,16 @@ def ingest_datasets(
     for n in names:
         if n not in results:
             results[n] = ingest_spec(params.data.get(n), dataset_dir(params, n), data_root(params), force, progress)
+    report_skips([results[n] for n in names])
     return [results[n] for n in names]
+
+
+def report_skips(results: list[IngestResult], configured: bool = True) -> None:
+    """Log what each ingest skipped (or kept without a mask), with how to change it: the
+    CLI and the flows show these lines, so nothing is left out silently."""
+    for r in results:
+        for line in skip_summary(r.name, r.audit, r.path, configured):
+            log.warning("%s", line)
 
 
 def ensure_samples(params: Params, force: bool = False) -> list[str]:
