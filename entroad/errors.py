@@ -81,7 +81,7 @@ class PipelineBusyError(EntroADError):
     """Another retrain/promotion holds the pipeline lock; the message names the holder."""
 
 
-class DatasetNotConfiguredError(ConfigError):
+class DatasetNotConfiguredError(ConfigError, DatasetError):
     """A dataset name is neither in params.yaml nor processed; the message says how to add it."""
 
 
@@ -104,3 +104,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if match is not None and match in by_norm:
         match = by_norm[match]
     return f" (did you mean {match!r}?)" if match and match != word else ""
+
+
+class StageError(EntroADError):
+    """An ``entroad`` command run by a DVC stage failed; the message is that command's own reason."""

@@ -210,6 +210,29 @@ def status_cmd(
         t.add_row(r["name"], r.get("version", "not ingested"), r.get("stage", "no DVC"),
                   "yes" if pushed else "no" if pushed is False else "-")
     console.print(t)
+    for line in _status_hints(rows):
+        console.print(line, markup=False, highlight=False)
+
+
+def _status_hints(rows: list[dict[str, Any]]) -> list[str]:
+    """The commands that fix what the status table shows."""
+    out = []
+    missing = [r["name"] for r in rows if not r.get("ingested") and r.get("configured")]
+    if missing:
+        out.append(f"not ingested: {', '.join(missing)} - run `entroad ingest {' '.join(missing)}`")
+    changed = [r["name"] for r in rows if r.get("stage") == "changed" and r.get("ingested")]
+    if changed:
+        out.append(f"changed since the last ingest: {', '.join(changed)} - run `entroad ingest {' '.join(changed)}`")
+    unpushed = [r["name"] for r in rows if r.get("pushed") is False and r.get("dvc_tracked")]
+    remote = next((r.get("remote") for r in rows if r.get("remote")), None)
+    if unpushed:
+        out.append(f"pushed: no for {', '.join(unpushed)} - run `entroad data push {' '.join(unpushed)}` "
+                   f"(= `dvc push` to the remote {remote!r})")
+    tracked = [r["name"] for r in rows if r.get("dvc_tracked")]
+    if tracked and remote is None and any("stage" in r for r in rows):
+        out.append("no DVC remote yet: `entroad data push` sets up the default local one and pushes; "
+                   "`entroad data remote URL` sets a shared one (s3://, ssh://, /mnt/...)")
+    return out
 
 
 @data_app.command("fingerprint")

@@ -37,7 +37,7 @@ from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, R
 from entroad.data.skips import skip_summary
 from entroad.data.synthetic.samples import generate_raw
 from entroad.data.versioning import data_root, data_version, dataset_dir, find_dvc_root
-from entroad.errors import DatasetError, IngestError, VersioningError
+from entroad.errors import ConfigError, DatasetError, IngestError, VersioningError
 from entroad.locks import file_lock
 from entroad.logs import progress_bar
 
@@ -310,6 +310,7 @@ def ingest_datasets(
     Through DVC they share one ``dvc repro`` call, which saves a DVC start-up per dataset.
     """
     names = list(names) if names is not None else [d.name for d in params.data.datasets]
+    check_settings(params, names)
     repos = {n: dvc_repo_for(params, n, use_dvc) for n in names}
     via_dvc = [n for n in names if repos[n] is not None]
     results: dict[str, IngestResult] = {}
@@ -323,6 +324,19 @@ def ingest_datasets(
             results[n] = ingest_spec(params.data.get(n), dataset_dir(params, n), data_root(params), force, progress)
     report_skips([results[n] for n in names])
     return [results[n] for n in names]
+
+
+def check_settings(params: Params, names: list[str]) -> None:
+    """Fail before any work (and outside ``dvc repro``, whose wrapper lines would bury the
+    reason) on a bad format or reader option, naming the params.yaml key it sits under."""
+    for n in names:
+        spec = params.data.get(n)
+        try:
+            fmt = get_format(spec.format)
+            if fmt.prepare_options is None:  # a custom prepare may touch secrets: the stage checks it
+                fmt.resolve_options(spec.options)
+        except ConfigError as e:
+            raise ConfigError(f"params.yaml data.datasets.{n}: {e}") from None
 
 
 def report_skips(results: list[IngestResult], configured: bool = True) -> None:

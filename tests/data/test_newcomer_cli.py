@@ -89,3 +89,81 @@ def test_data_formats_name_shows_one_format(tmp_path, fmt):
 def test_data_formats_unknown_name_suggests(tmp_path):
     proc = entroad(tmp_path, "data", "formats", "foldr", ok=False)
     assert proc.returncode == 2 and "(did you mean 'folder'?)" in proc.stderr
+
+
+SAMPLES = """data:
+  root: store
+  datasets:
+    my-line: {format: folder, source: raw/my-line, options: {normal: ok}}
+    textures: {format: mvtec, source: raw/textures,
+               generate: {kind: textures-mvtec, families: [stripes], n_train_good: 1, n_test_good: 2,
+                          n_test_per_defect: 1, size: 32, seed: 0}}
+train: {dataset: textures}
+evaluation:
+  targets: [my-line]
+  suites: {site: {train: textures, targets: [my-line, textures, visa]}}
+"""
+
+
+def test_dataset_errors_name_the_next_command(tmp_path):
+    (tmp_path / "params.yaml").write_text(SAMPLES)
+    # did-you-mean for a dataset name, a typo is not "add a dataset"
+    err = entroad(tmp_path, "ingest", "my_line", ok=False).stderr
+    assert "(did you mean 'my-line'?)" in err and "Traceback" not in err
+    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "my_line", ok=False).stderr
+    assert "no dataset named 'my_line' (did you mean 'my-line'?)" in err
+    # not configured: how to add it; not ingested: the exact command for THAT dataset
+    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "plant9", ok=False).stderr
+    assert "not configured in params.yaml: plant9" in err and "plant9: {format: folder, source: datasets/raw/plant9}" in err
+    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "my-line", ok=False).stderr
+    assert "not ingested yet: my-line" in err and "raw/my-line does not exist" in err
+    assert "Run: `entroad ingest my-line`" in err and "data samples" not in err
+    # a suite lists every missing dataset, and one command fixes the configured ones
+    err = entroad(tmp_path, "evaluate", "-m", "none", "--suite", "site", ok=False).stderr
+    assert "suite 'site': not configured in params.yaml: visa" in err
+    assert "not ingested yet: my-line, textures" in err
+    assert "Run: `entroad data samples && entroad ingest my-line textures`" in err
+    err = entroad(tmp_path, "evaluate", "-m", "none", "--suite", "sit", ok=False).stderr
+    assert "no suite named 'sit' (did you mean 'site'?)" in err
+    # train: the FIRST error already says how to get the auxiliary data
+    err = entroad(tmp_path, "train", "--no-track", "--out", "run", ok=False).stderr
+    assert err.startswith("error: train.dataset: not ingested yet: textures")
+    assert "`entroad data samples && entroad ingest textures`" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_params_errors_name_the_dataset_key_and_suggest(tmp_path):
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  datasets:\n    a: {format: folder, source: x}\n"
+        "    my-line: {format: folder, source: raw, option: {normal: ok}}\nmodel: {entropi: 1d}\n")
+    err = entroad(tmp_path, "data", "list", ok=False).stderr
+    assert "data.datasets.my-line.option: unknown key (did you mean 'options'?)" in err
+    assert "model.entropi: unknown key (did you mean 'entropy'?)" in err and "datasets.1" not in err
+    # a reader option: named by its dataset key, with a suggestion, before any work
+    (tmp_path / "params.yaml").write_text(PARAMS.replace("{normal: ok}", "{normal: ok, missing_mask: keep}"))
+    my_line(tmp_path / "raw/my-line")
+    err = entroad(tmp_path, "ingest", "my-line", ok=False).stderr
+    assert "data.datasets.my-line: format 'folder': unknown option(s) ['missing_mask']" in err
+    assert "(did you mean 'missing_masks'?)" in err
+    assert not (tmp_path / "store/processed/my-line").exists()
+
+
+def test_dvc_stage_errors_come_without_the_wrapper_and_status_says_how_to_push(tmp_path):
+    from tests.data.ingest_helpers import make_dvc_project
+
+    proj = make_dvc_project(tmp_path / "proj", PARAMS)
+    # the stage command fails (no source folder): its reason, not DVC's "failed to reproduce"
+    err = entroad(proj, "ingest", "my-line", ok=False).stderr
+    assert "source folder raw/my-line does not exist" in err
+    assert "failed to reproduce" not in err and "ERROR:" not in err and "dvc repro" not in err
+    my_line(proj / "raw/my-line")
+    flat = " ".join(entroad(proj, "ingest", "my-line").stdout.split())
+    assert "my-line: kept 3 anomalous image(s) without a mask" in flat  # read back from the stage's audit
+    out = entroad(proj, "data", "status").stdout
+    assert "no DVC remote yet" in out and "entroad data remote URL" in out
+    entroad(proj, "data", "remote", str(tmp_path / "remote"))
+    out = " ".join(entroad(proj, "data", "status").stdout.split())
+    assert "pushed: no for my-line - run `entroad data push my-line` (= `dvc push`" in out
+    entroad(proj, "data", "push", "my-line")
+    out = entroad(proj, "data", "status").stdout
+    assert "pushed: no" not in out and "yes" in out
