@@ -298,11 +298,11 @@ def export_meta_cmd(
 ) -> None:
     """Write an AnomalyCLIP-style meta.json for a processed dataset."""
     from entroad.data.anomalyclip_meta import export_meta
+    from entroad.data.lookup import processed_dir
     from entroad.data.manifest import ProcessedDataset
-    from entroad.data.versioning import dataset_dir
 
     p = params_from_cli(params, overrides)
-    path = export_meta(ProcessedDataset.load(dataset_dir(p, name)), out)
+    path = export_meta(ProcessedDataset.load(processed_dir(p, name)), out)
     console.print(f"wrote {path}")
 
 

@@ -107,15 +107,15 @@ evaluation:
 
 def test_dataset_errors_name_the_next_command(tmp_path):
     (tmp_path / "params.yaml").write_text(SAMPLES)
-    # did-you-mean for a dataset name, a typo is not "add a dataset"
+    # did-you-mean for a dataset name: a typo is not "add a dataset"
     err = entroad(tmp_path, "ingest", "my_line", ok=False).stderr
     assert "(did you mean 'my-line'?)" in err and "Traceback" not in err
-    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "my_line", ok=False).stderr
+    err = entroad(tmp_path, "data", "export-meta", "my_line", ok=False).stderr
     assert "no dataset named 'my_line' (did you mean 'my-line'?)" in err
     # not configured: how to add it; not ingested: the exact command for THAT dataset
-    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "plant9", ok=False).stderr
-    assert "not configured in params.yaml: plant9" in err and "plant9: {format: folder, source: datasets/raw/plant9}" in err
-    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "my-line", ok=False).stderr
+    err = entroad(tmp_path, "evaluate", "-m", "none", "--data", "my_line,plant9,my-line", ok=False).stderr
+    assert "not configured in params.yaml: my_line, plant9\n  'my_line' (did you mean 'my-line'?)" in err
+    assert "plant9" in err and "{format: folder, source: datasets/raw/my_line}" in err
     assert "not ingested yet: my-line" in err and "raw/my-line does not exist" in err
     assert "Run: `entroad ingest my-line`" in err and "data samples" not in err
     # a suite lists every missing dataset, and one command fixes the configured ones
@@ -123,13 +123,21 @@ def test_dataset_errors_name_the_next_command(tmp_path):
     assert "suite 'site': not configured in params.yaml: visa" in err
     assert "not ingested yet: my-line, textures" in err
     assert "Run: `entroad data samples && entroad ingest my-line textures`" in err
-    err = entroad(tmp_path, "evaluate", "-m", "none", "--suite", "sit", ok=False).stderr
-    assert "no suite named 'sit' (did you mean 'site'?)" in err
     # train: the FIRST error already says how to get the auxiliary data
     err = entroad(tmp_path, "train", "--no-track", "--out", "run", ok=False).stderr
     assert err.startswith("error: train.dataset: not ingested yet: textures")
     assert "`entroad data samples && entroad ingest textures`" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_unknown_suite_suggests():
+    from entroad.config import params_from_dict
+    from entroad.errors import ConfigError
+    from entroad.evaluation.engine import suite_targets
+
+    p = params_from_dict({"evaluation": {"suites": {"site": {"train": "a", "targets": ["b"]}}}})
+    with pytest.raises(ConfigError, match=r"no suite named 'sit' \(did you mean 'site'\?\)"):
+        suite_targets(p, "sit")
 
 
 def test_params_errors_name_the_dataset_key_and_suggest(tmp_path):
@@ -146,24 +154,3 @@ def test_params_errors_name_the_dataset_key_and_suggest(tmp_path):
     assert "data.datasets.my-line: format 'folder': unknown option(s) ['missing_mask']" in err
     assert "(did you mean 'missing_masks'?)" in err
     assert not (tmp_path / "store/processed/my-line").exists()
-
-
-def test_dvc_stage_errors_come_without_the_wrapper_and_status_says_how_to_push(tmp_path):
-    from tests.data.ingest_helpers import make_dvc_project
-
-    proj = make_dvc_project(tmp_path / "proj", PARAMS)
-    # the stage command fails (no source folder): its reason, not DVC's "failed to reproduce"
-    err = entroad(proj, "ingest", "my-line", ok=False).stderr
-    assert "source folder raw/my-line does not exist" in err
-    assert "failed to reproduce" not in err and "ERROR:" not in err and "dvc repro" not in err
-    my_line(proj / "raw/my-line")
-    flat = " ".join(entroad(proj, "ingest", "my-line").stdout.split())
-    assert "my-line: kept 3 anomalous image(s) without a mask" in flat  # read back from the stage's audit
-    out = entroad(proj, "data", "status").stdout
-    assert "no DVC remote yet" in out and "entroad data remote URL" in out
-    entroad(proj, "data", "remote", str(tmp_path / "remote"))
-    out = " ".join(entroad(proj, "data", "status").stdout.split())
-    assert "pushed: no for my-line - run `entroad data push my-line` (= `dvc push`" in out
-    entroad(proj, "data", "push", "my-line")
-    out = entroad(proj, "data", "status").stdout
-    assert "pushed: no" not in out and "yes" in out
