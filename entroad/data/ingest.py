@@ -95,7 +95,8 @@ def resolve_source(spec: DatasetSpec) -> Path:
     src = Path(spec.source).expanduser()
     src = src if src.is_absolute() else Path.cwd() / src
     if not src.is_dir():
-        hint = " (create it with `entroad data samples`)" if spec.generate else ""
+        hint = (" (create it with `entroad data samples`)" if spec.generate else
+                f"; put the raw images there (layout: `entroad data formats {spec.format}`) or fix `source`")
         raise IngestError(f"dataset {spec.name!r}: source folder {spec.source} does not exist{hint}")
     return src
 
