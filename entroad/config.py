@@ -13,12 +13,13 @@ model core, ``data`` by ingestion, ``evaluation`` by evaluation, ``tracking``/``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from entroad.errors import ConfigError
+from entroad.errors import ConfigError, DatasetNotConfiguredError, did_you_mean
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -178,8 +179,11 @@ class DataConfig(_Strict):
         for d in self.datasets:
             if d.name == name:
                 return d
-        raise ConfigError(
-            f"data.datasets: no dataset named {name!r} (configured: {[d.name for d in self.datasets]})"
+        known = [d.name for d in self.datasets]
+        raise DatasetNotConfiguredError(
+            f"no dataset named {name!r} in params.yaml{did_you_mean(name, known)}; configured: "
+            f"{', '.join(known) or 'none'}. To add it: an entry under data.datasets, e.g. "
+            f"`{name}: {{format: folder, source: datasets/raw/{name}}}` (layouts: `entroad data formats`)"
         )
 
 
@@ -287,14 +291,50 @@ class Params(_Strict):
         return out
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config model at ``path`` (``("data", "datasets", 3)`` -> DatasetSpec), for hints."""
+    node: Any = Params
+    for part in path:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return None
+            node = field.annotation
+        elif get_origin(node) in (list, dict):
+            node = get_args(node)[-1]  # list[X] / dict[str, X]: the part is an index or key
+        else:
+            return None
+        args = [a for a in get_args(node) if a is not type(None)]
+        if get_origin(node) in (Union, UnionType) and len(args) == 1:
+            node = args[0]
+    return node if isinstance(node, type) and issubclass(node, BaseModel) else None
+
+
+def _dataset_names(raw: dict[str, Any]) -> list[str] | None:
+    datasets = (raw.get("data") or {}).get("datasets") if isinstance(raw.get("data"), dict) else None
+    if isinstance(datasets, dict):
+        return [str(k) for k in datasets]
+    if isinstance(datasets, list):
+        return [str(d.get("name", i)) if isinstance(d, dict) else str(i) for i, d in enumerate(datasets)]
+    return None
+
+
+def _format_validation_error(err: ValidationError, source: str, raw: dict[str, Any] | None = None) -> str:
+    names = _dataset_names(raw or {})
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = list(e["loc"])
+        # data.datasets.3.option -> data.datasets.my-line.option: the key the user wrote
+        if names and loc[:2] == ["data", "datasets"] and len(loc) > 2 and isinstance(loc[2], int) and loc[2] < len(names):
+            loc[2] = names[loc[2]]
+        where = ".".join(str(p) for p in loc) or "<root>"
         got = e.get("input")
-        got_txt = "" if e["type"] == "extra_forbidden" else f" (got {got!r})"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"{source}: {loc}: {msg}{got_txt}")
+        if e["type"] == "extra_forbidden":
+            model = _model_at(tuple(e["loc"][:-1]))
+            hint = did_you_mean(str(loc[-1]), model.model_fields) if model else ""
+            lines.append(f"{source}: {where}: unknown key{hint}")
+        else:
+            lines.append(f"{source}: {where}: {e['msg']} (got {got!r})")
     return "\n".join(lines)
 
 
@@ -337,7 +377,7 @@ def params_from_dict(
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(_format_validation_error(err, source, raw)) from None
 
 
 def load_params(

@@ -7,6 +7,9 @@ keeps its traceback. Messages say what was wrong *and* what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from difflib import get_close_matches
+
 
 class EntroADError(Exception):
     """Base class of every user-facing error of the project."""
@@ -76,3 +79,32 @@ class UndefinedMetricError(EvaluationError):
 
 class PipelineBusyError(EntroADError):
     """Another retrain/promotion holds the pipeline lock; the message names the holder."""
+
+
+class DatasetNotConfiguredError(ConfigError, DatasetError):
+    """A dataset name is neither in params.yaml nor processed; the message says how to add it."""
+
+
+class DatasetNotIngestedError(DatasetError):
+    """A configured dataset has no processed data yet; the message gives the ingest command."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'my-line'?)"`` for the closest of ``choices`` ('' when none is close).
+
+    ``my_line`` and ``My-Line`` match ``my-line``: case and ``_``/``-`` are compared loosely.
+    """
+    options = list(dict.fromkeys(choices))
+
+    def norm(s: str) -> str:
+        return s.lower().replace("_", "-")
+
+    by_norm = {norm(c): c for c in options}
+    match = by_norm.get(norm(word)) or next(iter(get_close_matches(norm(word), list(by_norm), n=1, cutoff=0.6)), None)
+    if match is not None and match in by_norm:
+        match = by_norm[match]
+    return f" (did you mean {match!r}?)" if match and match != word else ""
+
+
+class StageError(EntroADError):
+    """An ``entroad`` command run by a DVC stage failed; the message is that command's own reason."""

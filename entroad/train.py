@@ -31,6 +31,7 @@ from entroad.backbone import RANDOM_INIT_BANNER, BackboneInfo
 from entroad.checkpoint import CONFIG_FILE, is_checkpoint, save_checkpoint
 from entroad.config import Params
 from entroad.data import versioning
+from entroad.data.lookup import processed_dir
 from entroad.data.manifest import ProcessedDataset
 from entroad.data.torch_dataset import ManifestImageDataset
 from entroad.errors import CheckpointError, DatasetError
@@ -58,7 +59,8 @@ class TrainResult:
 
 
 def _dataset_dir(params: Params, name: str) -> Path:
-    return versioning.dataset_dir(params, name)
+    # the first error already names the fix (`entroad data samples && entroad ingest NAME`)
+    return processed_dir(params, name, "train.dataset")
 
 
 def _data_version(path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ data_app = typer.Typer(
 
 
 def _quiet_logs() -> None:
-    # --json output must stay parseable: the shared log handler prints to stdout.
-    logging.getLogger("entroad").setLevel(logging.WARNING)
+    # --json output must stay parseable: the shared log handler prints to stdout (what the
+    # warnings said goes into the JSON instead).
+    logging.getLogger("entroad").setLevel(logging.ERROR)
 
 
 def _result_table(results: list[Any]) -> Table:
@@ -62,7 +64,8 @@ def ingest_cmd(
 
     Examples: `entroad ingest` (every dataset in params.yaml) · `entroad ingest sample-ct-mr --force` · `entroad ingest my-line --format folder --source /data/line7 --normal ok --anomalous scratch` · `entroad ingest scans --format dicom --source /data/export -o labels=labels.csv -o display.CT=subdural`
     """
-    from entroad.data.ingest import ingest_datasets, ingest_spec
+    from entroad.data.ingest import ingest_datasets, ingest_spec, report_skips
+    from entroad.data.skips import skip_summary
     from entroad.data.versioning import data_root, dataset_dir
 
     if json_out:
@@ -79,6 +82,7 @@ def ingest_cmd(
             raise ConfigError("an ad-hoc dataset needs exactly one NAME plus --format and --source")
         spec = DatasetSpec(name=names[0], format=fmt, source=str(source), domain=domain, options=extra)
         results.append(ingest_spec(spec, dataset_dir(p, spec.name), data_root(p), force=force))
+        report_skips(results, configured=False)
     else:
         if extra:
             raise ConfigError("reader options on the command line apply to ad-hoc datasets (--format/--source); "
@@ -90,8 +94,11 @@ def ingest_cmd(
             p.data.get(name)  # unknown names fail before any work
         results = ingest_datasets(p, todo, force=force, use_dvc=dvc)
     if json_out:
+        configured = not (fmt or source)
         typer.echo(json.dumps([{"name": r.name, "path": str(r.path), "version": r.version, "skipped": r.skipped,
-                                "counts": r.counts, "seconds": round(r.seconds, 3)} for r in results], indent=2))
+                                "counts": r.counts, "seconds": round(r.seconds, 3),
+                                "skipped_by_reason": r.audit.get("skipped_by_reason", {}),
+                                "notes": skip_summary(r.name, r.audit, r.path, configured)} for r in results], indent=2))
     else:
         console.print(_result_table(results))
 
@@ -203,6 +210,29 @@ def status_cmd(
         t.add_row(r["name"], r.get("version", "not ingested"), r.get("stage", "no DVC"),
                   "yes" if pushed else "no" if pushed is False else "-")
     console.print(t)
+    for line in _status_hints(rows):
+        console.print(line, markup=False, highlight=False)
+
+
+def _status_hints(rows: list[dict[str, Any]]) -> list[str]:
+    """The commands that fix what the status table shows."""
+    out = []
+    missing = [r["name"] for r in rows if not r.get("ingested") and r.get("configured")]
+    if missing:
+        out.append(f"not ingested: {', '.join(missing)} - run `entroad ingest {' '.join(missing)}`")
+    changed = [r["name"] for r in rows if r.get("stage") == "changed" and r.get("ingested")]
+    if changed:
+        out.append(f"changed since the last ingest: {', '.join(changed)} - run `entroad ingest {' '.join(changed)}`")
+    unpushed = [r["name"] for r in rows if r.get("pushed") is False and r.get("dvc_tracked")]
+    remote = next((r.get("remote") for r in rows if r.get("remote")), None)
+    if unpushed:
+        out.append(f"pushed: no for {', '.join(unpushed)} - run `entroad data push {' '.join(unpushed)}` "
+                   f"(= `dvc push` to the remote {remote!r})")
+    tracked = [r["name"] for r in rows if r.get("dvc_tracked")]
+    if tracked and remote is None and any("stage" in r for r in rows):
+        out.append("no DVC remote yet: `entroad data push` sets up the default local one and pushes; "
+                   "`entroad data remote URL` sets a shared one (s3://, ssh://, /mnt/...)")
+    return out
 
 
 @data_app.command("fingerprint")
@@ -217,14 +247,43 @@ def fingerprint_cmd(
     typer.echo(str(write_fingerprint(params_from_cli(params, overrides), name)))
 
 
-@data_app.command("formats")
-def formats_cmd() -> None:
-    """The raw layouts `ingest` understands and their options."""
-    from entroad.data.formats import FORMATS
+def _reflow(doc: str) -> str:
+    """A module docstring for the terminal: paragraphs joined (rich wraps them), indented
+    layout blocks kept as they are, reST marks dropped."""
+    out = []
+    for para in doc.replace("``", "").strip().split("\n\n"):
+        lines = [ln for ln in para.splitlines() if ln.strip() != "::"]
+        if not lines:
+            continue
+        out.append("\n".join(lines) if lines[0].startswith(" ") else " ".join(ln.strip() for ln in lines))
+    return "\n\n".join(out)
 
-    t = Table(title="formats")
+
+@data_app.command("formats")
+def formats_cmd(
+    name: str = typer.Argument(None, help="Show this format only: its layout and every option with its default."),
+) -> None:
+    """The raw layouts `ingest` understands and their options (`entroad data formats folder`: one of them)."""
+    from entroad.data.formats import FORMATS, get_format
+
+    if name is not None:
+        f = get_format(name)
+        console.print(f"[bold]{f.name}[/] ({f.domain})\n{f.description}", highlight=False, markup=True)
+        doc = sys.modules[f.scan.__module__].__doc__ if f.scan is not None else None
+        if doc:
+            console.print(_reflow(doc), markup=False, highlight=False)
+        t = Table(title=f"options of {f.name}")
+        t.add_column("option")
+        t.add_column("default", overflow="fold")
+        for k, v in f.option_defaults().items():
+            t.add_row(k, json.dumps(v))
+        console.print(t)
+        console.print(f"set them under data.datasets.<name>.options in params.yaml (format: {f.name}), "
+                      "or with -o KEY=VALUE on an ad-hoc `entroad ingest`", markup=False, highlight=False)
+        return
+    t = Table(title="formats (details: entroad data formats NAME)")
     for col in ("format", "domain", "layout", "options"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for f in FORMATS.values():
         t.add_row(f.name, f.domain, f.description, ", ".join(f"{k}={v}" for k, v in f.option_defaults().items()))
     console.print(t)
@@ -239,11 +298,11 @@ def export_meta_cmd(
 ) -> None:
     """Write an AnomalyCLIP-style meta.json for a processed dataset."""
     from entroad.data.anomalyclip_meta import export_meta
+    from entroad.data.lookup import processed_dir
     from entroad.data.manifest import ProcessedDataset
-    from entroad.data.versioning import dataset_dir
 
     p = params_from_cli(params, overrides)
-    path = export_meta(ProcessedDataset.load(dataset_dir(p, name)), out)
+    path = export_meta(ProcessedDataset.load(processed_dir(p, name)), out)
     console.print(f"wrote {path}")
 
 
@@ -257,12 +316,14 @@ def import_meta_cmd(
     overrides: list[str] = SetOpt,
 ) -> None:
     """Ingest prepared data described by an AnomalyCLIP meta.json (same as --format anomalyclip)."""
-    from entroad.data.ingest import ingest_spec
+    from entroad.data.ingest import ingest_spec, report_skips
     from entroad.data.versioning import data_root, dataset_dir
 
     p = params_from_cli(params, overrides)
     spec = DatasetSpec(name=name, format="anomalyclip", source=str(source), domain=domain)
-    console.print(_result_table([ingest_spec(spec, dataset_dir(p, name), data_root(p), force=force)]))
+    results = [ingest_spec(spec, dataset_dir(p, name), data_root(p), force=force)]
+    report_skips(results, configured=False)
+    console.print(_result_table(results))
 
 
 def _targets(p: Params, names: list[str] | None) -> list[str]:

@@ -25,6 +25,9 @@ from entroad.data.formats.base import LABEL_FROM_MASK, RawItem, Skip
 from entroad.data.images import ImageReadError, read_mask, save_png, to_uint8_image
 from entroad.data.manifest import Record
 
+NO_MASK = "anomalous image without its mask"  # skip reason category (see entroad.data.skips)
+KEPT_NO_MASK = "anomalous_kept_without_mask"  # stats key: kept image-level by missing_masks: keep
+
 
 @dataclass
 class _Done:
@@ -33,6 +36,7 @@ class _Done:
     digest: str = ""
     files: tuple[Path, ...] = ()
     empty_anomalous_mask: bool = False
+    anomalous_without_mask: bool = False
 
 
 def output_stem(rel: str) -> str:
@@ -77,7 +81,7 @@ def _convert_one(item: RawItem, out_dir: Path, masks_expected: bool, missing_mas
     if label == 0:
         mask_arr = None  # normal: an all-zero mask is implied (mask: null)
     elif mask_arr is None and masks_expected and missing_masks != "keep":
-        return _Done(None, Skip(item.rel, "anomalous image without its mask (option missing_masks: keep)"))
+        return _Done(None, Skip(item.rel, f"{NO_MASK} (dropped by missing_masks: skip)"))
     img_rel = f"images/{stem}.png"
     save_png(img, out_dir / img_rel)
     files = [out_dir / img_rel]
@@ -92,7 +96,7 @@ def _convert_one(item: RawItem, out_dir: Path, masks_expected: bool, missing_mas
     rec = Record(image=img_rel, label=label, cls=item.cls, split=item.split, mask=mask_rel,
                  source_id=item.rel, anomaly_type=atype)
     empty = mask_arr is not None and not mask_arr.any()
-    return _Done(rec, None, digest, tuple(files), empty)
+    return _Done(rec, None, digest, tuple(files), empty, label == 1 and mask_arr is None and masks_expected)
 
 
 def convert_items(
@@ -118,7 +122,7 @@ def convert_items(
     workers = workers or min(8, (os.cpu_count() or 2) + 2)
     records: list[Record] = []
     seen: dict[str, str] = {}
-    stats = {"anomalous_with_empty_mask": 0}
+    stats = {"anomalous_with_empty_mask": 0, KEPT_NO_MASK: 0}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for it, done in zip(unique, pool.map(lambda i: _convert_one(i, out_dir, masks_expected, missing), unique), strict=False):
             if progress:
@@ -133,6 +137,7 @@ def convert_items(
                 continue
             seen[done.digest] = it.rel
             stats["anomalous_with_empty_mask"] += int(done.empty_anomalous_mask)
+            stats[KEPT_NO_MASK] += int(done.anomalous_without_mask)
             assert done.record is not None
             records.append(done.record)
     return records, skipped, stats

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from entroad.errors import VersioningError
+from entroad.errors import StageError, VersioningError
 from entroad.locks import file_lock
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,27 @@ def run_dvc(repo: Path, *args: str, env: dict[str, str] | None = None, check: bo
     with file_lock(repo / ".dvc" / "tmp" / "entroad.lock"):
         proc = subprocess.run(cmd, cwd=repo, env=env or _env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
+        ours = stage_error(proc.stderr or "")
+        if ours:  # our own stage command failed: its reason, without DVC's wrapper lines
+            raise StageError(ours)
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
         raise VersioningError(f"`dvc {' '.join(args)}` failed in {repo}:\n{tail}")
     return proc
+
+
+def stage_error(stderr: str) -> str | None:
+    """The ``error: ...`` reason an ``entroad`` stage command printed (``entroad.cli`` writes
+    user errors that way), up to DVC's own ``ERROR:`` lines; None when there is none."""
+    lines = stderr.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("error: ")), None)
+    if start is None:
+        return None
+    out = [lines[start].removeprefix("error: ")]
+    for ln in lines[start + 1:]:
+        if ln.startswith(("ERROR:", "error: ")) or not ln.strip():
+            break
+        out.append(ln)
+    return "\n".join(out)
 
 
 def has_ingest_stage(repo: Path) -> bool:

@@ -34,9 +34,10 @@ from entroad.data.fingerprint import code_version, input_fingerprint
 from entroad.data.formats import get_format
 from entroad.data.formats.base import ImageFormat, Prepared, Skip
 from entroad.data.manifest import DATASET_FILE, DatasetMeta, ProcessedDataset, Record, write_manifest
+from entroad.data.skips import skip_summary
 from entroad.data.synthetic.samples import generate_raw
 from entroad.data.versioning import data_root, data_version, dataset_dir, find_dvc_root
-from entroad.errors import DatasetError, IngestError, VersioningError
+from entroad.errors import ConfigError, DatasetError, IngestError, VersioningError
 from entroad.locks import file_lock
 from entroad.logs import progress_bar
 
@@ -94,7 +95,8 @@ def resolve_source(spec: DatasetSpec) -> Path:
     src = Path(spec.source).expanduser()
     src = src if src.is_absolute() else Path.cwd() / src
     if not src.is_dir():
-        hint = " (create it with `entroad data samples`)" if spec.generate else ""
+        hint = (" (create it with `entroad data samples`)" if spec.generate else
+                f"; put the raw images there (layout: `entroad data formats {spec.format}`) or fix `source`")
         raise IngestError(f"dataset {spec.name!r}: source folder {spec.source} does not exist{hint}")
     return src
 
@@ -309,6 +311,7 @@ def ingest_datasets(
     Through DVC they share one ``dvc repro`` call, which saves a DVC start-up per dataset.
     """
     names = list(names) if names is not None else [d.name for d in params.data.datasets]
+    check_settings(params, names)
     repos = {n: dvc_repo_for(params, n, use_dvc) for n in names}
     via_dvc = [n for n in names if repos[n] is not None]
     results: dict[str, IngestResult] = {}
@@ -320,7 +323,29 @@ def ingest_datasets(
     for n in names:
         if n not in results:
             results[n] = ingest_spec(params.data.get(n), dataset_dir(params, n), data_root(params), force, progress)
+    report_skips([results[n] for n in names])
     return [results[n] for n in names]
+
+
+def check_settings(params: Params, names: list[str]) -> None:
+    """Fail before any work (and outside ``dvc repro``, whose wrapper lines would bury the
+    reason) on a bad format or reader option, naming the params.yaml key it sits under."""
+    for n in names:
+        spec = params.data.get(n)
+        try:
+            fmt = get_format(spec.format)
+            if fmt.prepare_options is None:  # a custom prepare may touch secrets: the stage checks it
+                fmt.resolve_options(spec.options)
+        except ConfigError as e:
+            raise ConfigError(f"params.yaml data.datasets.{n}: {e}") from None
+
+
+def report_skips(results: list[IngestResult], configured: bool = True) -> None:
+    """Log what each ingest skipped (or kept without a mask), with how to change it: the
+    CLI and the flows show these lines, so nothing is left out silently."""
+    for r in results:
+        for line in skip_summary(r.name, r.audit, r.path, configured):
+            log.warning("%s", line)
 
 
 def ensure_samples(params: Params, force: bool = False) -> list[str]:

@@ -188,6 +188,13 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def ingest_hint(folder: Path) -> str:
+    """The command that (re)creates ``folder``: named when it sits in a processed root."""
+    if folder.parent.name == "processed":
+        return f"`entroad ingest {folder.name}`"
+    return "`entroad ingest NAME` (or pass a processed folder)"
+
+
 class ProcessedDataset:
     """A validated processed dataset folder (manifest + dataset.json)."""
 
@@ -223,7 +230,7 @@ class ProcessedDataset:
         if not mpath.is_file() or not dpath.is_file():
             raise DatasetError(
                 f"{root} is not a processed dataset (needs {MANIFEST_FILE} and {DATASET_FILE}); "
-                "create it with `entroad ingest`"
+                f"create it with {ingest_hint(root)}"
             )
         try:
             meta = DatasetMeta.from_json(json.loads(dpath.read_text()))

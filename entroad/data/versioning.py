@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from entroad.config import Params
-from entroad.data.manifest import DATASET_FILE, MANIFEST_FILE, DatasetMeta
+from entroad.data.manifest import DATASET_FILE, MANIFEST_FILE, DatasetMeta, ingest_hint
 from entroad.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def _still_matches(folder: Path, md5_dir: str) -> bool:
 def content_version(folder: Path) -> str:
     path = Path(folder) / DATASET_FILE
     if not path.is_file():
-        raise DatasetError(f"{folder} is not a processed dataset (no {DATASET_FILE}); run `entroad ingest`")
+        raise DatasetError(f"{folder} is not a processed dataset (no {DATASET_FILE}); run {ingest_hint(Path(folder))}")
     try:
         meta = DatasetMeta.from_json(json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as e:

@@ -22,10 +22,11 @@ import torch
 
 from entroad.backbone import RANDOM_INIT_BANNER
 from entroad.config import Params, load_params
+from entroad.data.lookup import is_plain_name, processed_dir, require_processed
 from entroad.data.manifest import ProcessedDataset
 from entroad.data.torch_dataset import ManifestImageDataset
-from entroad.data.versioning import data_version, dataset_dir
-from entroad.errors import ConfigError, DatasetError, EntroADError, EvaluationError, InputError
+from entroad.data.versioning import data_version
+from entroad.errors import ConfigError, EntroADError, EvaluationError, InputError, did_you_mean
 from entroad.evaluation.accumulate import DatasetRun
 from entroad.evaluation.reference import reference_key
 from entroad.evaluation.results import DatasetResult, EvaluationResult, ModelIdentity
@@ -91,13 +92,8 @@ def resolve_dataset(item: str | Path | ProcessedDataset, params: Params) -> tupl
         return item, item.root
     text = str(item)
     p = Path(text).expanduser()
-    if not (p.exists() or "/" in text or "\\" in text):  # a plain name: <data.root>/processed/<name>
-        p = dataset_dir(params, text)
-        if not p.is_dir():
-            raise DatasetError(
-                f"no processed dataset named {text!r} (looked in {p.parent}); ingest it with "
-                "`entroad ingest` or pass the dataset folder"
-            )
+    if is_plain_name(text):  # <data.root>/processed/<name>; the error says the command that makes it
+        p = processed_dir(params, text)
     return ProcessedDataset.load(p), p
 
 
@@ -108,7 +104,8 @@ def _data_version(ds: ProcessedDataset, path: Path) -> str:
 def suite_targets(params: Params, suite: str) -> list[str]:
     if suite not in params.evaluation.suites:
         known = ", ".join(sorted(params.evaluation.suites)) or "none configured"
-        raise ConfigError(f"evaluation.suites: no suite named {suite!r} (known: {known})")
+        hint = did_you_mean(suite, params.evaluation.suites)
+        raise ConfigError(f"evaluation.suites: no suite named {suite!r}{hint} (known: {known})")
     return list(params.evaluation.suites[suite].targets)
 
 
@@ -140,6 +137,7 @@ def evaluate(
     if not datasets:
         raise ConfigError("no datasets to evaluate: pass --data NAME, --suite NAME or set evaluation.targets")
     variants = dict(ablations) if isinstance(ablations, Mapping) else parse_ablations(ablations)
+    require_processed(params, datasets, f"suite {suite!r}" if suite else "")  # every missing one, at once
     loaded = [resolve_dataset(d, params) for d in datasets]
     names = [d.name for d, _ in loaded]
     if len(set(names)) != len(names):

@@ -83,7 +83,7 @@ def test_empty_dataset_is_a_clear_error(loaded_model, tmp_path):
 
 
 def test_unknown_dataset_name_says_where_it_looked(loaded_model, tmp_path):
-    with pytest.raises(DatasetError, match="no processed dataset named 'nope'"):
+    with pytest.raises(DatasetError, match="not configured in params.yaml: nope .and not processed under "):
         evaluate(loaded_model, ["nope"], eval_params(**{"data.root": str(tmp_path)}), progress=False)
 
 

@@ -24,7 +24,7 @@ from entroad.data.formats import (
     visa,
 )
 from entroad.data.formats.base import ImageFormat
-from entroad.errors import ConfigError
+from entroad.errors import ConfigError, did_you_mean
 
 FORMATS: dict[str, ImageFormat] = {
     m.FORMAT.name: m.FORMAT
@@ -38,4 +38,7 @@ def get_format(name: str) -> ImageFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset format {name!r}; known formats: {', '.join(FORMAT_NAMES)}") from None
+        raise ConfigError(
+            f"unknown dataset format {name!r}{did_you_mean(name, FORMAT_NAMES)}; known formats: "
+            f"{', '.join(FORMAT_NAMES)} (details: `entroad data formats NAME`)"
+        ) from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from entroad.data.images import is_image
 from entroad.data.manifest import Record, Skip
-from entroad.errors import ConfigError, DatasetError
+from entroad.errors import ConfigError, DatasetError, did_you_mean
 
 LABEL_FROM_MASK = -1  # RawItem.label when the layout's mask decides it (e.g. KolektorSDD2)
 
@@ -81,15 +81,15 @@ class ImageFormat:
 
     def option_defaults(self) -> dict[str, Any]:
         """Every option a user can set, with its default (for ``entroad data formats``)."""
-        return dict(self.options) if self.prepare_options is not None else {**self.options, **COMMON_OPTIONS}
+        # A format's own default (folder: missing_masks keep) wins over the shared one.
+        return dict(self.options) if self.prepare_options is not None else {**COMMON_OPTIONS, **self.options}
 
     def resolve_options(self, given: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(given) - set(self.options) - set(COMMON_OPTIONS)
+        known = sorted(set(self.options) | set(COMMON_OPTIONS))
+        unknown = sorted(set(given) - set(known))
         if unknown:
-            raise ConfigError(
-                f"format {self.name!r}: unknown option(s) {sorted(unknown)}; "
-                f"known: {sorted(set(self.options) | set(COMMON_OPTIONS))}"
-            )
+            hints = "".join(did_you_mean(u, known) for u in unknown)
+            raise ConfigError(f"format {self.name!r}: unknown option(s) {unknown}{hints}; known: {known}")
         resolved = {**COMMON_OPTIONS, **self.options, **given}
         _check_common(self.name, resolved)
         return resolved
@@ -97,7 +97,9 @@ class ImageFormat:
 
 # Options every image format accepts (used by the shared converter).
 COMMON_OPTIONS: dict[str, Any] = {
-    "missing_masks": "skip",  # anomalous image without its mask: skip | keep (image-level)
+    # anomalous image without its mask: skip (drop it) | keep (image-level label, left out of
+    # pixel metrics). Benchmark layouts promise masks, so a missing one means a broken copy.
+    "missing_masks": "skip",
     "classes": None,  # only ingest these classes (list) - handy for huge datasets
 }
 

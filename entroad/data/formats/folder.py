@@ -10,7 +10,9 @@ or the same with one level of class folders (``<source>/<class>/good/...``): the
 taken from that parent folder, else from ``class_name`` or the source folder's name. Masks
 are matched by file stem (with ``mask_suffix`` or ``_mask`` removed), first inside
 ``masks/<anomalous folder>/``, then directly in ``masks/``. Without a masks folder the
-dataset is image-level only.
+dataset is image-level only. An anomalous image without its mask is kept by default (a
+site rarely draws a mask for every defect): it keeps its image-level label and evaluation
+leaves it out of pixel metrics; ``missing_masks: skip`` drops such images instead.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ FORMAT = ImageFormat(
         "mask_suffix": "_mask",
         "class_name": None,
         "split": "test",
+        "missing_masks": "keep",
     },
     description="Generic: <src>/[<class>/]good/, other folders anomalous, optional masks/ matched by stem",
 )
