@@ -61,6 +61,11 @@ _MODELS: dict[tuple[str, str, str | None], Any] = {}
 _LOADS = 0  # models loaded by this process, reported back so that "once per worker" is checked
 
 
+def models_loaded() -> int:
+    """How many models this worker process has loaded (one per job's model, not per shard)."""
+    return _LOADS
+
+
 def worker_device(requested: str | None, params: Params) -> str:
     """The device of this worker: an explicit ``cuda:N``/``cpu`` as given; for ``auto``/``cuda``
     one GPU per worker (dask-cuda makes each worker's own GPU its first visible one; without
