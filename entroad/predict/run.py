@@ -99,7 +99,7 @@ def predict(
     weights: str | None = None,
     progress: bool = True,
     dask: DaskSpec | str | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int | None = None,
 ) -> PredictResult:
     """Score every image under ``input_path``; see the module docstring for the outputs.
 
@@ -166,7 +166,8 @@ def predict(
             random_init=identity.random_init, out=str(out.resolve()), overlays=overlays, batch_size=bs,
         )
         run_key = {k: meta[k] for k in ("threshold", "image_size")} | {"checkpoint": job.model_key}
-        res = score_on_dask(dask, items, job, run_key, out / SCORES_FILE, shard_size=shard_size, progress=progress)
+        res = score_on_dask(dask, items, job, run_key, out / SCORES_FILE, shard_size=shard_size or DEFAULT_SHARD_SIZE,
+                           progress=progress)
         scored, n_skipped, shards = res.n_scored, res.n_reused, (res.shards_run, res.shards_total)
         failures = [*skipped_inputs, *res.failures]
     else:
