@@ -24,7 +24,15 @@ from entroad.logs import progress_bar
 from entroad.model_source import load_models
 from entroad.predict.inputs import PredictItem
 from entroad.predict.scoring import item_loader, score_chunk
-from entroad.predict.shards import SHARDS_DIR, Shard, check_run_key, merge_shards, plan_shards, read_shard, write_shard
+from entroad.predict.shards import (
+    SHARDS_DIR,
+    Shard,
+    check_run_key,
+    merge_shards,
+    plan_shards,
+    read_shard,
+    write_shard,
+)
 
 TASK_RETRIES = 2  # an exception in a shard (e.g. a worker's disk full) is retried before the job fails
 
