@@ -10,6 +10,7 @@ the atomic result file leaves no partial or duplicate rows.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,15 @@ def _worker_model(job: ShardJob) -> Any:
     return _MODELS[key]
 
 
+def _loader_processes(net: Any, params: Params) -> int:
+    """Decoding processes per shard: on a CPU worker none (the Dask workers already use every
+    core, and new loader processes per shard would cost more than they save); on a GPU the
+    configured ones, unless the worker is daemonic (plain `dask worker`), which may have none."""
+    if net.device.type == "cpu" or multiprocessing.current_process().daemon:
+        return 0
+    return params.evaluation.num_workers
+
+
 def score_shard(shard: Shard, job: ShardJob) -> dict[str, Any]:
     """The Dask task: score one shard and write its result file (skipped when it exists)."""
     out = Path(job.out)
@@ -109,7 +119,8 @@ def score_shard(shard: Shard, job: ShardJob) -> dict[str, Any]:
         net = _worker_model(job)
         rows: list[dict[str, Any]] = []
         failures: list[tuple[str, str]] = []
-        for chunk in item_loader(shard.items, net, job.batch_size, job.params.evaluation.num_workers, job.overlays):
+        loaders = _loader_processes(net, job.params)
+        for chunk in item_loader(shard.items, net, job.batch_size, loaders, job.overlays):
             r, f = score_chunk(net, chunk, job.threshold, job.random_init, out)
             rows += r
             failures += f

@@ -14,7 +14,9 @@ import time
 import dask
 import pytest
 from distributed import Client, LocalCluster
+from typer.testing import CliRunner
 
+from entroad.cli import app
 from entroad.errors import InputError
 from entroad.predict import predict
 from entroad.predict.distributed import models_loaded
@@ -106,8 +108,13 @@ def test_rerun_scores_only_missing_shards(distributed_run, cluster, checkpoint, 
     assert (res.shards_run, res.shards_total) == (2, 6)
     assert res.n_scored == lost_rows and res.n_skipped == 22 - lost_rows
     assert (out / "scores.csv").read_bytes() == before
-    again = _predict(checkpoint, site, out, dask=cluster.scheduler_address, shard_size=SHARD)
-    assert (again.shards_run, again.n_scored, again.n_skipped) == (0, 0, 22)
+    again = CliRunner().invoke(app, [  # the command line, with nothing left to score
+        "predict", "-m", str(checkpoint), "-i", str(site), "-o", str(out), "--threshold", str(THRESHOLD),
+        "--device", "cpu", "--dask", cluster.scheduler_address, "--shard-size", str(SHARD),
+    ])
+    assert again.exit_code == 0, again.output
+    assert "scored 0 image(s), 22 already done (0 of 6 shards run)" in again.output
+    assert (out / "scores.csv").read_bytes() == before
     # shards scored with another threshold are never mixed in
     (out / "scores.csv").unlink()
     with pytest.raises(InputError, match="different model or threshold"):
