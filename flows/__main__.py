@@ -4,6 +4,7 @@
     python -m flows retrain           # ingest -> train -> evaluate -> register -> promote
     python -m flows serve             # scheduled retraining (cron from params.yaml)
     python -m flows deploy --pool P   # deployments for a Prefect server with workers
+    python -m flows predict MODEL -i DIR -o OUT [--dask ADDRESS]   # score a site folder
 """
 
 from __future__ import annotations
@@ -104,6 +105,26 @@ def evaluate(
     p = run_or_exit(read_params, params, overrides or [])
     res = run_or_exit(with_runner(p), model, params, overrides or [], datasets=data or None)
     console.print(f"report: {res['report']} (cache hits: {', '.join(res['cached']) or 'none'})")
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="Checkpoint folder or MLflow URI (models:/entroad@champion)."),
+    input_path: str = typer.Option(..., "--input", "-i", help="Folder of images or DICOM series to score."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder (scores.csv, shards/, overlays/)."),
+    threshold: str | None = typer.Option(None, "--threshold", "-t", help="A number, 'model', or a results.json."),
+    dask: str | None = typer.Option(
+        None, "--dask", help="local, local:N or a scheduler address (default: orchestration.dask_address; unset: one process)."
+    ),
+    params: str = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
+    """Score a site folder (resumable), on Dask when an address is given or configured."""
+    from flows.predict import predict_flow
+
+    res = run_or_exit(predict_flow, model, input_path, out, params, overrides or [], threshold=threshold, dask=dask)
+    console.print(f"scored {res['scored']} of {res['total']} ({res['already_done']} already done, "
+                  f"{res['unreadable']} unreadable): {res['scores']}", soft_wrap=True)
 
 
 @app.command()

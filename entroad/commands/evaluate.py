@@ -120,6 +120,12 @@ def predict_cmd(
     restart: bool = typer.Option(False, "--restart", help="Discard earlier scores in --out instead of resuming."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: backbone.device)."),
     weights: str | None = typer.Option(None, "--weights", help="Backbone weights file, if not where training found it."),
+    dask: str | None = typer.Option(
+        None, "--dask",
+        help="Score on Dask: 'local' / 'local:N' (N worker processes here) or a scheduler address (tcp://host:8786). "
+        "Inputs, --out and the model must be on storage every worker sees.",
+    ),
+    shard_size: int | None = typer.Option(None, "--shard-size", min=1, help="Images per Dask task (with --dask; default 256)."),
     params: Path | None = ParamsOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
@@ -131,10 +137,13 @@ def predict_cmd(
     res = predict(
         model, input_path, out, params=p, threshold=threshold, threshold_dataset=threshold_dataset,
         batch_size=batch_size, overlays=overlays, restart=restart, device=device, weights=weights,
+        dask=dask, shard_size=shard_size,
     )
     if res.random_init:
         console.print("[bold red]RANDOM-INIT BACKBONE[/]: scores say nothing about real anomaly detection.")
     msg = f"scored {res.n_scored} image(s), {res.n_skipped} already done"
+    if res.shards_total:
+        msg += f" ({res.shards_run} of {res.shards_total} shards run)"
     if res.failures:
         msg += f", {len(res.failures)} unreadable (see {res.out_dir / 'failures.csv'})"
     if res.threshold is not None:
@@ -158,7 +167,9 @@ PREDICT_EXAMPLES = (
     "Examples:\n\n"
     "entroad predict -m runs/train/model -i /data/line3 -o runs/predict/line3 --threshold 0.62\n\n"
     "entroad predict -m models:/entroad@champion -i /exports/ct-study -o out/ct --threshold model\n\n"
-    "DICOM folders are de-identified on the fly: ids are salted pseudonyms, no header value is written."
+    "entroad predict -m runs/train/model -i /archive/site -o /shared/out/site --dask tcp://scheduler:8786\n\n"
+    "DICOM folders are de-identified on the fly: ids are salted pseudonyms, no header value is written. "
+    "With --dask, a rerun of the same command scores only the shards not yet in --out/shards."
 )
 
 

@@ -14,8 +14,12 @@ Writes into ``out``:
 Resumable: rows are appended and flushed batch by batch; a rerun skips ids already in
 ``scores.csv`` (and refuses to mix in scores of a different model or threshold).
 
+On a Dask cluster (``dask=``), the listing is scored in shards, one result file each under
+``shards/``, merged into the same ``scores.csv``; a rerun scores only the missing shards.
+
 Modules: ``inputs`` (what to score), ``operating_point`` (the threshold), ``overlays``
-(pictures), ``run`` (the scoring loop and its resumable outputs).
+(pictures), ``scoring`` (a batch: decode, score, rows), ``run`` (the job and its resumable
+outputs), ``shards`` (split, per-shard files, merge), ``distributed`` (the Dask tasks).
 """
 
 from entroad.predict.inputs import PredictItem, collect_items

@@ -7,34 +7,34 @@ import csv
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from entroad import __version__
 from entroad.backbone import RANDOM_INIT_BANNER
+from entroad.cluster import DaskSpec
 from entroad.config import Params, load_params
-from entroad.data.torch_dataset import image_to_tensor
-from entroad.errors import EntroADError, EvaluationError, InputError
+from entroad.errors import InputError
 from entroad.evaluation.results import ModelIdentity
 from entroad.logs import progress_bar
-from entroad.model_source import load_models, resolved_checkpoint
-from entroad.predict.inputs import SLICES_DIR, PredictItem, collect_items
+from entroad.model_source import cached_checkpoint, load_models, resolved_checkpoint
+from entroad.predict.distributed import ShardJob, score_on_dask
+from entroad.predict.inputs import SLICES_DIR, collect_items
 from entroad.predict.operating_point import resolve_threshold
-from entroad.predict.overlays import fit_panel, overlay_image, overlay_name
+from entroad.predict.scoring import SCORE_COLUMNS, item_loader, score_chunk
+from entroad.predict.shards import DEFAULT_SHARD_SIZE, SHARDS_DIR
+from entroad.tracking.keys import checkpoint_key
 
 log = logging.getLogger(__name__)
 
 SCORES_FILE = "scores.csv"
 FAILURES_FILE = "failures.csv"
 META_FILE = "predict.json"
-SCORE_COLUMNS = ["id", "score", "flagged", "threshold", "overlay", "random_init"]
+__all__ = ["FAILURES_FILE", "META_FILE", "SCORES_FILE", "SCORE_COLUMNS", "PredictResult", "predict"]
 
 
 @dataclass
@@ -48,6 +48,8 @@ class PredictResult:
     threshold: float | None = None
     threshold_source: str | None = None
     random_init: bool = False
+    shards_run: int = 0  # Dask runs: shards scored by this call, of shards_total
+    shards_total: int = 0
 
 
 
@@ -82,25 +84,6 @@ def _check_resume(out: Path, meta: dict[str, Any]) -> None:
         )
 
 
-class _ItemDataset(torch.utils.data.Dataset):
-    """Decodes items in loader workers; a failure travels as a message, not an exception."""
-
-    def __init__(self, items: Sequence[PredictItem], size: int, mean, std, keep_image: bool):
-        self.items, self.size, self.mean, self.std, self.keep = items, size, mean, std, keep_image
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[str, torch.Tensor | None, Image.Image | None, str | None]:
-        it = self.items[i]
-        try:
-            img = it.load()
-        except (EntroADError, OSError, ValueError) as e:
-            return it.id, None, None, str(e)
-        x = image_to_tensor(img, self.size, self.mean, self.std)
-        return it.id, x, fit_panel(img) if self.keep else None, None
-
-
 def predict(
     model: str | Path | Any,
     input_path: str | Path,
@@ -115,11 +98,15 @@ def predict(
     device: str | torch.device | None = None,
     weights: str | None = None,
     progress: bool = True,
+    dask: DaskSpec | str | None = None,
+    shard_size: int | None = None,
 ) -> PredictResult:
     """Score every image under ``input_path``; see the module docstring for the outputs.
 
     ``threshold``: None (scores only), a number, ``"model"`` or a path to an evaluation's
     ``results.json`` / an ``operating_point.json``; images with ``score > threshold`` are flagged.
+    ``dask``: score on a Dask cluster (``local``, ``local:N`` or a scheduler address), in
+    shards of ``shard_size`` images; see :mod:`entroad.predict.distributed`.
     """
     params = params or load_params()
     out = Path(out_dir)
@@ -129,14 +116,18 @@ def predict(
     if restart:
         for name in (SCORES_FILE, FAILURES_FILE, META_FILE):
             (out / name).unlink(missing_ok=True)
-        for name in ("overlays", SLICES_DIR):
+        for name in ("overlays", SLICES_DIR, SHARDS_DIR):
             shutil.rmtree(out / name, ignore_errors=True)
 
+    ckpt_dir: Path | None = None
     if isinstance(model, str | Path):
-        with resolved_checkpoint(model, params) as ckpt:
+        # Dask workers read the checkpoint after this call: it must outlive a temporary download
+        with nullcontext(cached_checkpoint(model, params)) if dask else resolved_checkpoint(model, params) as ckpt:
             net = load_models(ckpt, {}, params, device, weights)["full"]
             thr, thr_source = resolve_threshold(threshold, ckpt, net.checkpoint_config, threshold_dataset)
-        source = str(model)
+        source, ckpt_dir = str(model), ckpt
+    elif dask:
+        raise InputError("--dask scores with a checkpoint folder or MLflow URI that the workers load, not an in-memory model")
     else:
         net, source = model.eval(), "<in-memory model>"
         thr, thr_source = resolve_threshold(threshold, None, getattr(net, "checkpoint_config", None), threshold_dataset)
@@ -166,47 +157,23 @@ def predict(
     if overlays:
         (out / "overlays").mkdir(exist_ok=True)
 
-    new_scores = not (out / SCORES_FILE).is_file()
-    failures: list[tuple[str, str]] = list(skipped_inputs)
     bs = batch_size or params.evaluation.batch_size
-    size = net.image_size
-    scored = 0
-    loader = torch.utils.data.DataLoader(
-        _ItemDataset(todo, size, info.mean, info.std, overlays),
-        batch_size=bs,
-        num_workers=params.evaluation.num_workers if len(todo) > bs else 0,
-        collate_fn=list,
-    )
-    with open(out / SCORES_FILE, "a", newline="") as fs, progress_bar("[bold]predict[/]", enabled=progress) as bar:
-        writer = csv.DictWriter(fs, fieldnames=SCORE_COLUMNS, lineterminator="\n")
-        if new_scores:
-            writer.writeheader()
-        task = bar.add_task("predict", total=len(todo))
-        for chunk in loader:
-            failures += [(i, err) for i, _, _, err in chunk if err is not None]
-            ok = [c for c in chunk if c[3] is None]
-            if ok:
-                o = net.predict(torch.stack([x for _, x, _, _ in ok]).to(net.device))
-                scores = o.score.float().cpu().numpy()
-                if not np.isfinite(scores).all():
-                    bad = ok[int(np.argmax(~np.isfinite(scores)))][0]
-                    raise EvaluationError(f"non-finite score for {bad}: the model output is invalid")
-                for j, (item_id, _, shown, _) in enumerate(ok):
-                    s = float(scores[j])
-                    flagged = None if thr is None else s > thr
-                    rel = ""
-                    if shown is not None:
-                        amap = F.interpolate(o.anomaly_map[j : j + 1, None].float(), size=(shown.height, shown.width),
-                                             mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-                        rel = f"overlays/{overlay_name(item_id)}"
-                        overlay_image(shown, amap, s, flagged, identity.random_init).save(out / rel)
-                    writer.writerow({
-                        "id": item_id, "score": f"{s:.6f}", "flagged": "" if flagged is None else int(flagged),
-                        "threshold": "" if thr is None else thr, "overlay": rel, "random_init": int(identity.random_init),
-                    })
-                    scored += 1
-                fs.flush()  # a crash loses at most the current batch
-            bar.advance(task, len(chunk))
+    shards = (0, 0)
+    if dask:
+        job = ShardJob(
+            checkpoint=str(ckpt_dir), model_key=checkpoint_key(ckpt_dir), params=params,
+            device=None if device is None else str(device), weights=weights, threshold=thr,
+            random_init=identity.random_init, out=str(out.resolve()), overlays=overlays, batch_size=bs,
+        )
+        run_key = {k: meta[k] for k in ("threshold", "image_size")} | {"checkpoint": job.model_key}
+        res = score_on_dask(dask, items, job, run_key, out / SCORES_FILE, shard_size=shard_size or DEFAULT_SHARD_SIZE,
+                           progress=progress)
+        scored, n_skipped, shards = res.n_scored, res.n_reused, (res.shards_run, res.shards_total)
+        failures = [*skipped_inputs, *res.failures]
+    else:
+        scored, failures = _score_serial(net, todo, out, thr, identity.random_init, bs, params, overlays, progress)
+        failures = [*skipped_inputs, *failures]
+        n_skipped = len(done & set(ids))
     if failures:
         with open(out / FAILURES_FILE, "w", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
@@ -215,7 +182,7 @@ def predict(
         log.warning("%d file(s) could not be read; see %s", len(failures), out / FAILURES_FILE)
     else:
         (out / FAILURES_FILE).unlink(missing_ok=True)
-    meta["n_scored_total"] = len(done) + scored
+    meta["n_scored_total"] = n_skipped + scored
     meta["n_failed"] = len(failures)
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return PredictResult(
@@ -223,9 +190,34 @@ def predict(
         scores_csv=out / SCORES_FILE,
         n_total=len(items),
         n_scored=scored,
-        n_skipped=len(done & set(ids)),
+        n_skipped=n_skipped,
         failures=failures,
         threshold=thr,
         threshold_source=thr_source,
         random_init=identity.random_init,
+        shards_run=shards[0],
+        shards_total=shards[1],
     )
+
+
+def _score_serial(net, todo, out: Path, thr, random_init: bool, bs: int, params: Params, overlays: bool, progress: bool):
+    """Score ``todo`` in this process, appending to ``scores.csv`` batch by batch (flushed:
+    a crash loses at most the current batch); returns the rows written and unreadable files."""
+    new_scores = not (out / SCORES_FILE).is_file()
+    failures: list[tuple[str, str]] = []
+    scored = 0
+    loader = item_loader(todo, net, bs, params.evaluation.num_workers, overlays)
+    with open(out / SCORES_FILE, "a", newline="") as fs, progress_bar("[bold]predict[/]", enabled=progress) as bar:
+        writer = csv.DictWriter(fs, fieldnames=SCORE_COLUMNS, lineterminator="\n")
+        if new_scores:
+            writer.writeheader()
+        task = bar.add_task("predict", total=len(todo))
+        for chunk in loader:
+            rows, bad = score_chunk(net, chunk, thr, random_init, out)
+            failures += bad
+            if rows:
+                writer.writerows(rows)
+                fs.flush()
+                scored += len(rows)
+            bar.advance(task, len(chunk))
+    return scored, failures
