@@ -71,7 +71,7 @@ def dask_client(spec: DaskSpec | str, *, threads_per_worker: int = 1) -> Iterato
     with dask.config.set({"distributed.worker.daemon": False, "distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s"}):
         if spec.local:
             cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=threads_per_worker,
-                                   processes=True, dashboard_address=None)
+                                   processes=True, dashboard_address=":0")
             try:
                 with Client(cluster) as client:
                     yield client
