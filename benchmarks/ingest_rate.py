@@ -89,7 +89,7 @@ def ingest_once(src: Path, out: Path, size: int) -> tuple[float, float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slices", type=int, default=96)
-    ap.add_argument("--size", type=int, default=518, help="output side (the ingest default)")
+    ap.add_argument("--size", type=int, default=None, help="output side (default: native, padded to a square)")
     ap.add_argument("--syntax", choices=["explicit", "rle", "j2k"], default="explicit",
                     help="transfer syntax of the files: uncompressed (default), RLE, lossless JPEG 2000")
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; best of N for both loops")
@@ -112,7 +112,7 @@ def main() -> None:
         n = runs[0][2]
     assert n == args.slices, f"ingest wrote {n} of {args.slices} slices"
     bare_rate, ingest_rate = len(files) / bare, n / ingest_s
-    print(f"files: {len(files)} CT slices 512x512 ({args.syntax}), output {args.size}px RGB PNG")
+    print(f"files: {len(files)} CT slices 512x512 ({args.syntax}), output {args.size or 'native'} px PNG")
     print(f"cpu cores: {os.cpu_count()}")
     print(f"bare pydicom read+decode: {bare_rate:.1f} slices/s ({bare / len(files) * 1e3:.2f} ms/slice, 1 process)")
     print(f"entroad ingest:           {ingest_rate:.1f} slices/s ({ingest_s / n * 1e3:.2f} ms/slice)")

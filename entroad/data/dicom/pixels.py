@@ -5,9 +5,12 @@
 * Display: a named window preset (CT), the file's own window / VOI LUT, or percentile
   normalisation (MR, per volume); MONOCHROME1 is inverted afterwards so that "high value
   = bright" holds for every output.
-* Size: ``pad`` (default) scales the longer side to ``size`` and pads the rest with black,
-  keeping the aspect ratio; ``stretch`` resizes to ``size`` x ``size``. Masks use nearest
-  neighbour and the same geometry, so they stay aligned.
+* Size: ``size`` None (default) keeps the native resolution: ``pad`` pads the shorter side
+  with black to a square (no resampling; the loader resizes to the model size anyway, so a
+  slice is resampled once), ``stretch`` leaves the slice as it is. With a ``size``, ``pad``
+  scales the longer side to ``size`` and pads the rest, keeping the aspect ratio;
+  ``stretch`` resizes to ``size`` x ``size``. Masks use nearest neighbour and the same
+  geometry, so they stay aligned.
 """
 
 from __future__ import annotations
@@ -131,9 +134,14 @@ def percentile_uint8(values: np.ndarray, rng: tuple[float, float]) -> np.ndarray
     return out.astype(np.uint8)
 
 
-def fit_size(img: np.ndarray, size: int, mode: str, nearest: bool = False) -> np.ndarray:
-    """Resize a uint8 HxW or HxWx3 image to ``size`` x ``size`` (see module doc)."""
+def fit_size(img: np.ndarray, size: int | None, mode: str, nearest: bool = False) -> np.ndarray:
+    """Fit a uint8 HxW or HxWx3 image to ``size`` x ``size``, or to a native square when
+    ``size`` is None (see module doc)."""
     h, w = img.shape[:2]
+    if size is None:
+        if mode == "stretch":
+            return img
+        size = max(h, w)
     resample = Image.NEAREST if nearest else Image.BILINEAR
     if mode == "stretch":
         if (h, w) == (size, size):
@@ -318,7 +326,7 @@ def render(ds: Any, frame: np.ndarray, mode: str, window: Any) -> np.ndarray | s
         return f"cannot display pixel data ({type(e).__name__})"
 
 
-def encode_slice(img8: np.ndarray, size: int, resize: str) -> bytes:
-    """Display bytes -> the model-sized PNG (grey: RGB by replication through a grey palette)."""
+def encode_slice(img8: np.ndarray, size: int | None, resize: str) -> bytes:
+    """Display bytes -> the PNG of the processed slice (grey: RGB by replication through a grey palette)."""
     shown = fit_size(img8, size, resize)
     return encode_png(shown, grey_rgb=True, rle=True) if shown.ndim == 2 else encode_png(to_rgb(shown))
