@@ -1,0 +1,110 @@
+"""DICOM ingest on 1 vs 2 local Dask workers (one thread each) over the same input.
+
+The input: uncompressed 512 x 512 CT slices (12-bit, PHI-bearing tags) from
+``entroad.data.synthetic``, in series of 64 slices, enough that one worker needs >= 20 s,
+so that fixed costs (scheduler start, fingerprint, manifest) do not decide the figure. The
+cluster start is timed on its own and left out of the rate; the rate covers the whole
+ingest (scan, de-identification, pixels, PNGs, manifest, audit).
+
+    python benchmarks/scaling_ingest.py [--slices 2400]
+
+prints the rates, the cluster starts and ``ingest_scaling=<slices/s with 2 / with 1>``.
+:func:`measure_ingest` is what ``benchmarks/scaling.py`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SLICES = 2400  # ~20 s for one worker on an idle 2-core machine
+SERIES_LEN = 64
+_INPUT: dict[int, Path] = {}  # slices -> raw folder, written once per process
+
+
+def write_input(root: Path, n: int) -> Path:
+    """``n`` slices in series of :data:`SERIES_LEN` (a few distinct phantoms, unique UIDs)."""
+    from pydicom.uid import generate_uid
+
+    from entroad.data.synthetic.dicom_study import head_phantom, write_dicom_image
+
+    rng = np.random.default_rng(0)
+    phantoms = [np.clip(head_phantom(512, 16, k, rng) + 1024, 0, 4095) for k in range(16)]
+    study = generate_uid(entropy_srcs=["scaling-study"])
+    for k in range(n):
+        s, j = divmod(k, SERIES_LEN)
+        write_dicom_image(root / f"PATIENT_{s // 8:03d}" / f"SERIES_{s:04d}" / f"IM{j:04d}.dcm", phantoms[k % 16], "CT",
+                          seed=k, RescaleSlope=1, RescaleIntercept=-1024, InstanceNumber=j + 1,
+                          StudyInstanceUID=study, SeriesInstanceUID=generate_uid(entropy_srcs=["scaling", str(s)]),
+                          ImagePositionPatient=[0, 0, 5.0 * j], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                          PixelSpacing=[0.5, 0.5])
+    return root
+
+
+def _input(slices: int) -> Path:
+    if slices not in _INPUT:
+        root = Path(tempfile.mkdtemp(prefix="entroad-scaling-ingest-"))
+        _INPUT[slices] = write_input(root / "raw", slices)
+    return _INPUT[slices]
+
+
+def measure_ingest(workers: int, slices: int = DEFAULT_SLICES) -> dict:
+    """Ingest the benchmark input on ``workers`` local Dask workers (one thread each).
+
+    Returns ``{"workers", "slices", "seconds", "slices_per_s", "cluster_start_s"}``.
+    """
+    from entroad.cluster import dask_client
+    from entroad.config import DatasetSpec
+    from entroad.data.ingest import ingest_spec
+
+    src = _input(slices)
+    out = Path(tempfile.mkdtemp(prefix=f"entroad-scaling-ingest-{workers}w-"))
+    spec = DatasetSpec(name="bench", format="dicom", source=str(src),
+                       options={"labels": None, "unlabelled": "normal", "salt": "benchmark-salt"})
+    try:
+        t0 = time.perf_counter()
+        with dask_client(f"local:{workers}") as client:
+            client.wait_for_workers(workers)
+            start = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            res = ingest_spec(spec, out / "processed" / "bench", out, force=True, progress=False,
+                              dask=client.scheduler.address)
+            seconds = time.perf_counter() - t1
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    n = res.counts["images"]
+    assert n == slices, f"ingest wrote {n} of {slices} slices"
+    return {"workers": workers, "slices": n, "seconds": round(seconds, 2), "slices_per_s": round(n / seconds, 1),
+            "cluster_start_s": round(start, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--slices", type=int, default=DEFAULT_SLICES)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    _input(args.slices)
+    print(f"input: {args.slices} CT slices 512x512 (uncompressed), series of {SERIES_LEN}; "
+          f"written in {time.perf_counter() - t0:.1f} s; cpu cores: {os.cpu_count()}")
+    try:
+        one, two = measure_ingest(1, args.slices), measure_ingest(2, args.slices)
+    finally:
+        for root in _INPUT.values():
+            shutil.rmtree(root.parent, ignore_errors=True)
+    for r in (one, two):
+        print(f"{r['workers']} worker(s): {r['slices_per_s']} slices/s ({r['seconds']} s), "
+              f"cluster start {r['cluster_start_s']} s")
+    if one["seconds"] < 20:
+        print(f"note: 1 worker took {one['seconds']} s (< 20 s); raise --slices", file=sys.stderr)
+    print(f"ingest_scaling={two['slices_per_s'] / one['slices_per_s']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
