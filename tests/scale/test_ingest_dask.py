@@ -6,11 +6,16 @@ Real Dask (a LocalCluster of 2 worker processes) and real DICOM files from the s
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from entroad.cluster import CONNECT_TIMEOUT_S
 from entroad.config import DatasetSpec
 from entroad.data.ingest import ingest_spec
 from entroad.data.synthetic.dicom_study import PATIENT_DIR, write_dicom_study
@@ -63,3 +68,18 @@ def test_local_processes_match_serial(tmp_path, study):
     one = _ingest(study, tmp_path / "one", options={"workers": 1})
     two = _ingest(study, tmp_path / "two", options={"workers": 2})
     assert _tree(one.path) == _tree(two.path) and one.version == two.version
+
+
+def test_cli_unreachable_scheduler_is_a_clear_error_within_seconds(tmp_path, study, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "params.yaml").write_text("data: {root: store}\n")
+    monkeypatch.setenv("ENTROAD_DEID_SALT", "test-salt-not-secret")
+    bin_ = str(Path(sys.executable).parent / "entroad")
+    t0 = time.monotonic()
+    proc = subprocess.run([bin_, "ingest", "scans", "--format", "dicom", "--source", str(study), "-o", "unlabelled=normal",
+                           "--dask", f"127.0.0.1:{port}"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 5 * CONNECT_TIMEOUT_S
+    assert "cannot reach the Dask scheduler" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "store/processed/scans/manifest.jsonl").exists()
