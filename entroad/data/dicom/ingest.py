@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from entroad.cluster import dask_client
 from entroad.data.dicom.deid import Pseudonymizer
 from entroad.data.dicom.labels import LabelRow, covers, read_labels
 from entroad.data.dicom.masks import MaskError, nifti_on_grid, png_mask
@@ -59,7 +60,6 @@ from entroad.data.dicom.pixels import (
     percentile_uint8,
     render,
 )
-from entroad.cluster import dask_client
 from entroad.data.dicom.scan import (
     Header,
     NotAnImage,
