@@ -30,21 +30,32 @@ _INPUT: dict[int, Path] = {}  # slices -> raw folder, written once per process
 
 
 def write_input(root: Path, n: int) -> Path:
-    """``n`` slices in series of :data:`SERIES_LEN` (a few distinct phantoms, unique UIDs)."""
+    """``n`` slices in series of :data:`SERIES_LEN` under ``root``: 16 distinct phantom slices
+    written by the synthetic-study writer, copied with their own UIDs and positions (a
+    fresh file per slice costs ~10x more and would dominate the benchmark's run time)."""
+    import pydicom
     from pydicom.uid import generate_uid
 
     from entroad.data.synthetic.dicom_study import head_phantom, write_dicom_image
 
     rng = np.random.default_rng(0)
-    phantoms = [np.clip(head_phantom(512, 16, k, rng) + 1024, 0, 4095) for k in range(16)]
+    templates = []
+    for k in range(16):
+        hu = head_phantom(512, 16, k, rng)
+        path = write_dicom_image(root.parent / "templates" / f"T{k:02d}.dcm", np.clip(hu + 1024, 0, 4095), "CT",
+                                 seed=k, RescaleSlope=1, RescaleIntercept=-1024, ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+                                 PixelSpacing=[0.5, 0.5])
+        templates.append(pydicom.dcmread(path))
     study = generate_uid(entropy_srcs=["scaling-study"])
     for k in range(n):
         s, j = divmod(k, SERIES_LEN)
-        write_dicom_image(root / f"PATIENT_{s // 8:03d}" / f"SERIES_{s:04d}" / f"IM{j:04d}.dcm", phantoms[k % 16], "CT",
-                          seed=k, RescaleSlope=1, RescaleIntercept=-1024, InstanceNumber=j + 1,
-                          StudyInstanceUID=study, SeriesInstanceUID=generate_uid(entropy_srcs=["scaling", str(s)]),
-                          ImagePositionPatient=[0, 0, 5.0 * j], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-                          PixelSpacing=[0.5, 0.5])
+        ds = templates[k % 16]
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["scaling-sop", str(k)])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid(entropy_srcs=["scaling-series", str(s)])
+        ds.InstanceNumber, ds.ImagePositionPatient = j + 1, [0, 0, 5.0 * j]
+        path = root / f"PATIENT_{s // 8:03d}" / f"SERIES_{s:04d}" / f"IM{j:04d}.dcm"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path)
     return root
 
 
