@@ -2,7 +2,8 @@
 
 Each dataset goes through its DVC stage (``dvc repro ingest@<name>``), one at a time (DVC
 holds a repository lock); DVC skips datasets whose raw data, settings and ingestion code did
-not change. The processed data is then pushed to the DVC remote.
+not change. The processed data is then pushed to the DVC remote. ``dask`` (default:
+``orchestration.dask_address``) spreads the DICOM series of a dataset over Dask workers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def ingest_flow(
     datasets: list[str] | None = None,
     force: bool = False,
     push: bool = True,
+    dask: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Ingest ``datasets`` (default: the training dataset + evaluation targets); returns
     ``{name: {"version", "skipped", "path", ...}}``."""
@@ -39,7 +41,7 @@ def ingest_flow(
         log.info("wrote raw sample data: %s", ", ".join(made))
     results: dict[str, dict[str, Any]] = {}
     for name in names:  # sequential on purpose: one DVC command at a time
-        results[name] = tasks.ingest_dataset(params, name, force=force)
+        results[name] = tasks.ingest_dataset(params, name, force=force, dask=dask or params.orchestration.dask_address)
         r = results[name]
         log.info("%s: %s (%s)", name, "unchanged, skipped" if r["skipped"] else f"ingested in {r['seconds']} s", r["version"])
     if push:

@@ -34,11 +34,12 @@ def make_sample_data(params: Params) -> list[str]:
 
 
 @task(name="ingest-dataset", task_run_name="ingest-{name}", retries=2, retry_delay_seconds=5)
-def ingest_dataset(params: Params, name: str, force: bool = False) -> dict[str, Any]:
-    """``dvc repro ingest@<name>`` (or a direct ingest outside a DVC repo); DVC skips unchanged data."""
+def ingest_dataset(params: Params, name: str, force: bool = False, dask: str | None = None) -> dict[str, Any]:
+    """``dvc repro ingest@<name>`` (or a direct ingest outside a DVC repo); DVC skips unchanged data.
+    ``dask``: DICOM series on Dask workers (same bytes and version)."""
     from entroad.data.ingest import ingest_dataset as ingest
 
-    r = ingest(params, name, force=force, progress=False)
+    r = ingest(params, name, force=force, progress=False, dask=dask)
     return {"name": r.name, "path": str(r.path), "version": r.version, "skipped": r.skipped,
             "seconds": round(r.seconds, 2), "counts": r.counts}
 

@@ -55,6 +55,8 @@ def ingest_cmd(
     mask_suffix: str = typer.Option(None, "--mask-suffix", help="folder format: suffix of mask file stems (default _mask)."),
     class_name: str = typer.Option(None, "--class-name", help="Class name when the layout has none."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    dask: str = typer.Option(None, "--dask", help="DICOM: ingest series on Dask workers: local, local:N or a scheduler "
+                             "address (default: orchestration.dask_address, else worker processes here). Same bytes and version."),
     params: Path = ParamsOpt,
     overrides: list[str] = SetOpt,
 ) -> None:
@@ -71,6 +73,7 @@ def ingest_cmd(
     if json_out:
         _quiet_logs()
     p = params_from_cli(params, overrides)
+    dask = dask or p.orchestration.dask_address
     extra = apply_overrides({}, option or [])  # -o display.CT=subdural -> nested, like --set
     for key, val in (("normal", normal), ("anomalous", anomalous or None), ("masks", masks),
                      ("mask_suffix", mask_suffix), ("class_name", class_name)):
@@ -81,7 +84,7 @@ def ingest_cmd(
         if not (fmt and source and names and len(names) == 1):
             raise ConfigError("an ad-hoc dataset needs exactly one NAME plus --format and --source")
         spec = DatasetSpec(name=names[0], format=fmt, source=str(source), domain=domain, options=extra)
-        results.append(ingest_spec(spec, dataset_dir(p, spec.name), data_root(p), force=force))
+        results.append(ingest_spec(spec, dataset_dir(p, spec.name), data_root(p), force=force, dask=dask))
         report_skips(results, configured=False)
     else:
         if extra:
@@ -92,7 +95,7 @@ def ingest_cmd(
             raise ConfigError("no datasets configured in params.yaml (data.datasets) and none named")
         for name in todo:
             p.data.get(name)  # unknown names fail before any work
-        results = ingest_datasets(p, todo, force=force, use_dvc=dvc)
+        results = ingest_datasets(p, todo, force=force, use_dvc=dvc, dask=dask)
     if json_out:
         configured = not (fmt or source)
         typer.echo(json.dumps([{"name": r.name, "path": str(r.path), "version": r.version, "skipped": r.skipped,

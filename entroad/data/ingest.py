@@ -23,7 +23,7 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 AUDIT_FILE = "audit.json"
 MAX_LISTED_SKIPS = 500  # the audit lists at most this many skipped files (counts stay complete)
 FORCE_ENV = "ENTROAD_INGEST_FORCE"  # set by the DVC path so `--force` reaches the stage command
+DASK_ENV = "ENTROAD_INGEST_DASK"  # likewise for `--dask` (where work runs; not an input)
 
 
 @dataclass
@@ -161,11 +162,17 @@ def _prepare(spec: DatasetSpec, data_root_dir: Path) -> _Prepared:
     return _Prepared(fmt, source, resolved, domain, fingerprint, n_files)
 
 
-def _convert(prep: _Prepared, name: str, out_dir: Path, bar: Any) -> tuple[list[Record], list[Skip], dict[str, Any]]:
-    """Raw files -> PNGs in ``out_dir``: the format's own converter, or its scan + the shared one."""
+def _convert(
+    prep: _Prepared, name: str, out_dir: Path, bar: Any, dask: str | None = None
+) -> tuple[list[Record], list[Skip], dict[str, Any]]:
+    """Raw files -> PNGs in ``out_dir``: the format's own converter, or its scan + the shared one.
+
+    ``dask`` reaches a converter as the run-time option ``dask`` (never part of the public
+    options, so neither the fingerprint nor dataset.json depends on where the work ran)."""
     fmt, options = prep.fmt, prep.resolved.options
     if fmt.convert is not None:
-        return fmt.convert(prep.source, out_dir, prep.resolved, bar)
+        resolved = replace(prep.resolved, options={**options, "dask": dask}) if dask else prep.resolved
+        return fmt.convert(prep.source, out_dir, resolved, bar)
     assert fmt.scan is not None, f"format {fmt.name!r} has neither scan nor convert"
     scan = fmt.scan(prep.source, options)
     task = bar.add_task(f"ingest {name}", total=len(scan.items))
@@ -199,11 +206,16 @@ def write_fingerprint(params: Params, name: str) -> Path:
 
 
 def ingest_spec(
-    spec: DatasetSpec, dest: Path, data_root_dir: Path, force: bool = False, progress: bool = True
+    spec: DatasetSpec, dest: Path, data_root_dir: Path, force: bool = False, progress: bool = True,
+    dask: str | None = None,
 ) -> IngestResult:
-    """Ingest one dataset ``spec`` into ``dest`` without DVC (the stage command runs this)."""
+    """Ingest one dataset ``spec`` into ``dest`` without DVC (the stage command runs this).
+
+    ``dask``: a ``--dask`` spec (:mod:`entroad.cluster`) for formats that can spread their
+    work over Dask workers (DICOM: same output bytes and version as a local run)."""
     t0 = time.perf_counter()
     force = force or os.environ.get(FORCE_ENV) == "1"
+    dask = dask or os.environ.get(DASK_ENV) or None
     with file_lock(dest.parent / f".{dest.name}.lock"):  # one ingest of a dataset at a time
         _recover(dest)
         prep = _prepare(spec, data_root_dir)
@@ -218,7 +230,8 @@ def ingest_spec(
         tmp.mkdir(parents=True)
         try:
             with progress_bar("[bold]{task.description}", enabled=progress, transient=True) as bar:
-                records, skipped, extra = _convert(prep, spec.name, tmp, bar)
+                records, skipped, extra = _convert(prep, spec.name, tmp, bar, dask)
+            format_version = extra.pop("format_version", None)  # the processed-file layout
             if not records:
                 reasons = Counter(reason_category(s.reason) for s in skipped)
                 raise IngestError(
@@ -230,6 +243,7 @@ def ingest_spec(
                 ingest_params={
                     "source": spec.source, "options": public_options, "fingerprint": fingerprint,
                     "code_version": code_version(),
+                    **({"format_version": format_version} if format_version is not None else {}),
                 },
             )
             meta = write_manifest(tmp, records, meta)
@@ -276,7 +290,7 @@ def dvc_repo_for(params: Params, name: str, use_dvc: bool | None) -> Path | None
     return None
 
 
-def _ingest_through_dvc(repo: Path, dests: dict[str, Path], force: bool) -> list[IngestResult]:
+def _ingest_through_dvc(repo: Path, dests: dict[str, Path], force: bool, dask: str | None = None) -> list[IngestResult]:
     """``dvc repro`` of several datasets; a dataset whose dataset.json DVC left alone was skipped."""
 
     def stamp(dest: Path) -> int | None:
@@ -286,7 +300,8 @@ def _ingest_through_dvc(repo: Path, dests: dict[str, Path], force: bool) -> list
     before = {n: stamp(d) for n, d in dests.items()}
     t0 = time.perf_counter()
     # --force must reach the stage command too: it skips unchanged input on its own.
-    dvc_ops.repro(repo, list(dests), force=force, env={FORCE_ENV: "1"} if force else None)
+    env = {**({FORCE_ENV: "1"} if force else {}), **({DASK_ENV: dask} if dask else {})}
+    dvc_ops.repro(repo, list(dests), force=force, env=env or None)
     seconds = (time.perf_counter() - t0) / max(len(dests), 1)
     return [
         IngestResult(n, d, data_version(d), before[n] is not None and before[n] == stamp(d), read_audit(d), seconds)
@@ -295,16 +310,17 @@ def _ingest_through_dvc(repo: Path, dests: dict[str, Path], force: bool) -> list
 
 
 def ingest_dataset(
-    params: Params, name: str, force: bool = False, use_dvc: bool | None = None, progress: bool = True
+    params: Params, name: str, force: bool = False, use_dvc: bool | None = None, progress: bool = True,
+    dask: str | None = None,
 ) -> IngestResult:
     """Ingest the configured dataset ``name`` (through ``dvc repro`` when that applies, see
     :func:`dvc_repo_for`)."""
-    return ingest_datasets(params, [name], force=force, use_dvc=use_dvc, progress=progress)[0]
+    return ingest_datasets(params, [name], force=force, use_dvc=use_dvc, progress=progress, dask=dask)[0]
 
 
 def ingest_datasets(
     params: Params, names: list[str] | None = None, force: bool = False, use_dvc: bool | None = None,
-    progress: bool = True,
+    progress: bool = True, dask: str | None = None,
 ) -> list[IngestResult]:
     """:func:`ingest_dataset` for several datasets (default: all configured), in order.
 
@@ -318,11 +334,11 @@ def ingest_datasets(
     if via_dvc:
         repo = repos[via_dvc[0]]
         assert repo is not None
-        done = _ingest_through_dvc(repo, {n: dataset_dir(params, n) for n in via_dvc}, force)
+        done = _ingest_through_dvc(repo, {n: dataset_dir(params, n) for n in via_dvc}, force, dask)
         results.update({r.name: r for r in done})
     for n in names:
         if n not in results:
-            results[n] = ingest_spec(params.data.get(n), dataset_dir(params, n), data_root(params), force, progress)
+            results[n] = ingest_spec(params.data.get(n), dataset_dir(params, n), data_root(params), force, progress, dask)
     report_skips([results[n] for n in names])
     return [results[n] for n in names]
 

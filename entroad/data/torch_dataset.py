@@ -4,6 +4,11 @@ Images are resized straight to S×S (no crop: a crop could cut the defect out), 
 antialiasing for images and nearest for masks, as in AnomalyCLIP. A record is *pixel-labelled*
 when it has a mask, or when it is normal in a dataset that has masks (normal images of
 MVTec-style datasets carry no mask file: their mask is empty by definition).
+
+Processed-file layouts (``ingest_params.format_version`` in dataset.json; none recorded = 1):
+1 = images resized at ingest (DICOM slices at 518 px), 2 = DICOM slices at native resolution
+padded to a square. Both are square or aspect-kept 8-bit images that this loader resizes to
+S×S, so both read the same way; a layout this code does not know is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,21 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from entroad.data.manifest import ProcessedDataset, Record
-from entroad.errors import InputError
+from entroad.errors import DatasetError, InputError
+
+READABLE_FORMATS = (1, 2)
+
+
+def check_format(dataset: ProcessedDataset) -> None:
+    """Raise a :class:`DatasetError` naming the re-ingest command when the processed-file
+    layout of ``dataset`` is not one this loader reads."""
+    version = dataset.meta.ingest_params.get("format_version", 1)
+    if version not in READABLE_FORMATS:
+        raise DatasetError(
+            f"dataset {dataset.name!r} holds processed files in layout {version!r}, which this version cannot "
+            f"read (it reads {', '.join(map(str, READABLE_FORMATS))}); re-ingest it with "
+            f"`entroad ingest {dataset.name} --force`"
+        )
 
 
 def read_rgb(path: str | Path) -> Image.Image:
@@ -71,6 +90,7 @@ class ManifestImageDataset(torch.utils.data.Dataset):
         classes: Sequence[str] | None = None,
         records: list[Record] | None = None,
     ):
+        check_format(dataset)
         self.dataset = dataset
         self.records = records if records is not None else dataset.select(split, classes)
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)

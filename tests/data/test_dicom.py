@@ -410,16 +410,17 @@ def test_scan_rendering_equals_late_decoding(tmp_path, study, salt_env, monkeypa
     late: list[str] = []
     decode = dicom.decode_file
     monkeypatch.setattr(dicom, "decode_file", lambda path, ts: late.append(str(path)) or decode(path, ts))
-    _, a = ingest(tmp_path / "all", "dicom", root, size=SIZE)
+    # workers=1: the counting patch lives in this process (worker processes would not see it).
+    _, a = ingest(tmp_path / "all", "dicom", root, size=SIZE, workers=1)
     n_all = len(late)
-    _, b = ingest(tmp_path / "every1", "dicom", root, size=SIZE, slices="every:1")
+    _, b = ingest(tmp_path / "every1", "dicom", root, size=SIZE, workers=1, slices="every:1")
     # "all": only the MR files (percentile display needs the volume): 8 slices + 1 multi-frame.
     assert n_all == 9 and len(late) - n_all == 2 * 10 + 8 + 1
     assert _outputs(a.root) == _outputs(b.root)
     late.clear()  # MR shown with its own window: the multi-frame file is rendered in the scan too
-    _, a = ingest(tmp_path / "all-f", "dicom", root, size=SIZE, display={"MR": "file"})
+    _, a = ingest(tmp_path / "all-f", "dicom", root, size=SIZE, workers=1, display={"MR": "file"})
     assert not late
-    _, b = ingest(tmp_path / "every1-f", "dicom", root, size=SIZE, display={"MR": "file"}, slices="every:1")
+    _, b = ingest(tmp_path / "every1-f", "dicom", root, size=SIZE, workers=1, display={"MR": "file"}, slices="every:1")
     assert _outputs(a.root) == _outputs(b.root)
 
 

@@ -28,10 +28,11 @@ def test_dicom_is_a_format_of_the_registry():
 
 def test_defaults_keep_the_recorded_shape():
     # dataset.json and the input fingerprint hold this dict: its keys and values must not drift.
+    # (size None since processed-slice format 2: native resolution, padded to a square.)
     assert resolve_dicom_options({"display": {"ct": "bone"}}) == {
         "labels": "labels.csv", "unlabelled": "skip",
         "display": {"CT": "bone", "MR": "percentile", "default": "file"},
-        "percentiles": [1.0, 99.0], "slices": "all", "size": 518, "resize": "pad", "class_name": None,
+        "percentiles": [1.0, 99.0], "slices": "all", "size": None, "resize": "pad", "class_name": None,
         "allow_burned_in": False, "workers": 0, "chunk": 16, "salt": None, "salt_file": None,
     }
 

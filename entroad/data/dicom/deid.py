@@ -125,8 +125,10 @@ class Pseudonymizer:
 
 
 def public_options(options: dict[str, Any], salt: bytes) -> dict[str, Any]:
-    """Options safe to store in dataset.json: the salt replaced by its id."""
-    out = {k: v for k, v in options.items() if k not in ("salt", "public_salt")}
+    """Options safe to store in dataset.json: the salt replaced by its id. ``workers`` and
+    ``dask`` say where the work ran, not what it made (the output bytes are the same), so
+    they stay out of dataset.json and the input fingerprint."""
+    out = {k: v for k, v in options.items() if k not in ("salt", "public_salt", "workers", "dask")}
     out["salt_id"] = Pseudonymizer(salt).salt_id()
     return out
 

@@ -1,10 +1,11 @@
 """DICOM ingest: a folder of DICOM files -> de-identified 8-bit PNG slices + manifest records.
 
-Pipeline: scan (:func:`scan_file`, on a few threads: each file is read once; its header
+Pipeline: scan (:func:`scan_file`, on worker processes or Dask workers
+(:mod:`entroad.data.dicom.workers`): each file is read once; its header
 (:mod:`entroad.data.dicom.scan`: non-DICOM and non-image files are skipped and reported)
 and its pixels come from the same dataset; slices displayed on their own - a window, the
-file's window / VOI LUT, colour - are decoded, windowed, resized and PNG-encoded right
-away into a staging folder) -> volumes (series stacks, multi-frame files) -> labels/masks
+file's window / VOI LUT, colour - are decoded, windowed, padded to a square and
+PNG-encoded right away into a staging folder) -> volumes (series stacks, multi-frame files) -> labels/masks
 (:mod:`entroad.data.dicom.labels`, :mod:`entroad.data.dicom.masks`) -> slice selection ->
 :func:`run_task` per chunk: staged PNGs are moved to their final names; slices the scan
 left (percentile display, which needs the whole volume; slice selections other than
@@ -15,7 +16,14 @@ as palette PNGs (RGB by channel replication, one byte per pixel to compress). MO
 ``LoadImage(reader="PydicomReader")`` is the reference the tests compare our HU volumes
 against. Compressed transfer syntaxes decode through pydicom's plugins (Pillow,
 pylibjpeg); a file whose plugin is missing is skipped with a reason naming the package to
-install. Outputs and records do not depend on the worker count.
+install. Outputs and records do not depend on the worker count, nor on whether the work ran
+on Dask (``options["dask"]``, a run-time setting outside the public options).
+
+Processed-slice layout (:data:`FORMAT_VERSION`, recorded in dataset.json as
+``ingest_params.format_version``): 2 = native resolution padded to a square unless the
+``size`` option asks for a resize; 1 (no version recorded) = every slice resized to
+``size`` (518 px). The loader reads both the same way (it resizes every image to the model
+size); it refuses versions it does not know.
 
 Nothing from a header reaches the output: file names are ``<class>/<study id>/<series
 id>/<slice>.png`` with salted pseudonymous ids, skipped files are reported by pseudonymous
@@ -27,13 +35,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from entroad.cluster import dask_client
 from entroad.data.dicom.deid import Pseudonymizer
 from entroad.data.dicom.labels import LabelRow, covers, read_labels
 from entroad.data.dicom.masks import MaskError, nifti_on_grid, png_mask
@@ -60,12 +69,14 @@ from entroad.data.dicom.scan import (
     read_dataset,
     select_slices,
 )
+from entroad.data.dicom.workers import default_workers, runner
 from entroad.data.fingerprint import raw_files
 from entroad.data.images import encode_png
 from entroad.data.manifest import Record, Skip
 from entroad.errors import DicomError
 
 _NIFTI = (".nii", ".nii.gz")
+FORMAT_VERSION = 2
 
 # --------------------------------------------------------------------------------------------
 # Work units and the per-slice pixel work
@@ -93,7 +104,7 @@ class Task:
     series: str
     display: tuple[str, tuple[float, float] | None]
     percentiles: tuple[float, float]
-    size: int
+    size: int | None
     resize: str
     file_ids: dict[str, str]
     jobs: list[SliceJob] = field(default_factory=list)
@@ -111,7 +122,7 @@ class RenderSpec:
     """What the scan needs to render slices right away (those not needing their volume)."""
 
     displays: dict[str, tuple[str, tuple[float, float] | None]]  # modality (or "default") -> display
-    size: int
+    size: int | None
     resize: str
     allow_burned_in: bool
     stage: str  # folder of the rendered PNGs until their final names are known
@@ -277,34 +288,6 @@ def _move(src: Path, dest: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------------
-def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
-
-
-class _Serial:
-    """The executor of ``workers=1``: everything in the calling thread, in order."""
-
-    def map(self, fn: Any, items: Any) -> Any:
-        return map(fn, items)
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _executor(workers: int) -> Any:
-    """Threads: pydicom parsing (and its RLE / Pillow JPEG 2000 decoders) holds the GIL, but
-    windowing (numpy), resizing (Pillow), PNG compression (zlib) and file writes release it,
-    so a few threads overlap them with one read per file and no pickling (worker processes
-    measured more CPU per slice). ``map`` keeps the input order, so records and outputs do
-    not depend on the worker count; at most ``workers`` files are in memory at a time."""
-    if workers <= 1:
-        return _Serial()
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dicom-ingest")
-
-
 @dataclass
 class _Labels:
     rows: list[LabelRow]
@@ -435,7 +418,7 @@ def _ingest_dicom(
     referenced = {options["labels"]} | {r.mask for r in rows if r.mask}
     candidates = [f for f in files if f not in referenced]
 
-    spec = RenderSpec({k: parse_display(v) for k, v in options["display"].items()}, int(options["size"]),
+    spec = RenderSpec({k: parse_display(v) for k, v in options["display"].items()}, options["size"],
                       options["resize"], bool(options["allow_burned_in"]), str(stage))
     renders = _renders(options, rows)
     args = [(str(source / rel), rel, i, spec if renders(rel) else None) for i, rel in enumerate(candidates)]
@@ -443,7 +426,10 @@ def _ingest_dicom(
     headers: list[Header] = []
     scanned: dict[str, tuple[int, Scanned]] = {}
     seen_sop: set[str] = set()
-    with _executor(workers) as pool:
+    with ExitStack() as stack:
+        client = stack.enter_context(dask_client(options["dask"])) if options.get("dask") else None
+        pool = runner(workers, client)
+        stack.callback(pool.close)
         for i, res in enumerate(pool.map(scan_file, args)):
             if bar is not None:
                 bar.advance(task_bar, 1)
@@ -488,7 +474,7 @@ def _ingest_dicom(
             step = len(jobs) if display[0] == "percentile" else max(1, int(options["chunk"]))
             for j in range(0, len(jobs), step):
                 tasks.append(Task(str(source), str(out_dir), cls, vol.study, vol.key, display, percentiles,  # type: ignore[arg-type]
-                                  int(options["size"]), options["resize"], file_ids, jobs[j : j + step],
+                                  options["size"], options["resize"], file_ids, jobs[j : j + step],
                                   {h.rel: h.transfer_syntax for h in vol.files}))
         if labels is not None:
             for r in rows:
@@ -525,6 +511,7 @@ def _ingest_dicom(
                                        "no header value is written anywhere; ids are salted pseudonyms"},
             "label_rows": len(rows),
             "slices_written": len(records),
-        }
+        },
+        "format_version": FORMAT_VERSION,
     }
     return records, skipped, extra

@@ -29,11 +29,13 @@ class DicomOptions(BaseModel):
     display: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_DISPLAY))
     percentiles: list[float] = Field(default_factory=lambda: [1.0, 99.0], min_length=2, max_length=2)
     slices: str = "all"  # all | middle | every:K | range:A:B
-    size: int = Field(518, ge=4)  # output side in pixels ("sized for the model")
+    # Output side in pixels; None: native resolution padded to a square (resampled once, by
+    # the loader, to the model size). A number resizes at ingest (the layout before 2026-12).
+    size: int | None = Field(None, ge=4)
     resize: Literal["pad", "stretch"] = "pad"  # pad keeps the aspect with black borders
     class_name: str | None = None  # default: the modality in lower case ("ct", "mr")
     allow_burned_in: bool = False  # BurnedInAnnotation=YES files may show names in pixels
-    workers: int = Field(0, ge=0)  # threads; 0 = min(4, CPU cores); 1 = all in the calling thread
+    workers: int = Field(0, ge=0)  # processes; 0 = one per CPU core; 1 = all in the calling process
     chunk: int = Field(16, ge=1)  # slices per work unit when a volume can be split
     salt: str | None = None  # prefer $ENTROAD_DEID_SALT or salt_file: params.yaml is committed
     salt_file: str | None = None
