@@ -18,15 +18,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from entroad import __version__
-from entroad.backbone import RANDOM_INIT_BANNER
+from entroad.backbone import warn_random_init
 from entroad.config import Params, load_params
 from entroad.data.torch_dataset import image_to_tensor
 from entroad.errors import EntroADError, EvaluationError, InputError
 from entroad.evaluation.results import ModelIdentity
 from entroad.logs import progress_bar
 from entroad.model_source import load_models, resolved_checkpoint
-from entroad.predict.inputs import SLICES_DIR, PredictItem, collect_items
-from entroad.predict.operating_point import resolve_threshold
+from entroad.predict.inputs import SLICES_DIR, PredictItem, check_input, collect_items
+from entroad.predict.operating_point import operating_point_of, resolve_threshold
 from entroad.predict.overlays import fit_panel, overlay_image, overlay_name
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class PredictResult:
     threshold: float | None = None
     threshold_source: str | None = None
     random_init: bool = False
+    operating_point: dict | None = None  # the full point behind a threshold from 'model' or a file
 
 
 
@@ -123,23 +124,24 @@ def predict(
     """
     params = params or load_params()
     out = Path(out_dir)
-    if not Path(input_path).expanduser().exists():
-        raise InputError(f"{input_path}: no such file or folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_input(input_path)  # before the model loads: an empty input costs nothing
+
+    op = None
+    if isinstance(model, str | Path):
+        with resolved_checkpoint(model, params) as ckpt:
+            net = load_models(ckpt, {}, params, device, weights)["full"]
+            thr, thr_source = resolve_threshold(threshold, ckpt, net.checkpoint_config, threshold_dataset)
+            op = operating_point_of(thr_source, ckpt, threshold_dataset)  # read while a downloaded model exists
+        source = str(model)
+    else:
+        net, source = model.eval(), "<in-memory model>"
+        thr, thr_source = resolve_threshold(threshold, None, getattr(net, "checkpoint_config", None), threshold_dataset)
+    out.mkdir(parents=True, exist_ok=True)  # only once model and threshold are valid: no empty folder on failure
     if restart:
         for name in (SCORES_FILE, FAILURES_FILE, META_FILE):
             (out / name).unlink(missing_ok=True)
         for name in ("overlays", SLICES_DIR):
             shutil.rmtree(out / name, ignore_errors=True)
-
-    if isinstance(model, str | Path):
-        with resolved_checkpoint(model, params) as ckpt:
-            net = load_models(ckpt, {}, params, device, weights)["full"]
-            thr, thr_source = resolve_threshold(threshold, ckpt, net.checkpoint_config, threshold_dataset)
-        source = str(model)
-    else:
-        net, source = model.eval(), "<in-memory model>"
-        thr, thr_source = resolve_threshold(threshold, None, getattr(net, "checkpoint_config", None), threshold_dataset)
     identity = ModelIdentity.of(net, source)
     info = net.backbone_info
     items, skipped_inputs, kind = collect_items(input_path, out, params, net.image_size)
@@ -147,7 +149,7 @@ def predict(
     if len(set(ids)) != len(ids):
         raise InputError(f"{input_path}: duplicate image ids")
     if identity.random_init:
-        log.warning(RANDOM_INIT_BANNER.format(name=info.name))
+        warn_random_init(info.name, log)
     meta = {
         "entroad_version": __version__,
         "model": identity.to_json(),
@@ -228,4 +230,5 @@ def predict(
         threshold=thr,
         threshold_source=thr_source,
         random_init=identity.random_init,
+        operating_point=op,
     )
