@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from entroad.commands._common import ParamsOpt, SetOpt, params_from_cli
+from entroad.errors import InputError
 
 log = logging.getLogger("entroad.cli")
 # Logs and CI (no terminal) get wide, unfolded tables; a terminal keeps its own width.
@@ -141,15 +142,13 @@ def _check_operating_point_target(model: str, dataset: str | None, names: list[s
     from entroad.model_source import find_checkpoint_dir, is_mlflow_uri
 
     if is_mlflow_uri(model):
-        raise typer.BadParameter(
+        raise InputError(
             f"--save-operating-point stores the point in a local checkpoint folder; {model} is an MLflow URI. "
             f"Evaluate without it and pass that evaluation to predict instead: "
-            f"`entroad predict --model {model} --threshold OUT/results.json --threshold-dataset {dataset} ...`",
-            param_hint="--save-operating-point",
+            f"`entroad predict --model {model} --threshold OUT/results.json --threshold-dataset {dataset} ...`"
         )
     if names and dataset not in names:
-        raise typer.BadParameter(f"{dataset!r} is not among the evaluated datasets ({', '.join(names)})",
-                                 param_hint="--save-operating-point")
+        raise InputError(f"--save-operating-point {dataset}: not among the evaluated datasets ({', '.join(names)})")
     if not Path(model).expanduser().exists():
         return None  # the evaluation reports the missing folder with its own hint
     return find_checkpoint_dir(Path(model).expanduser())

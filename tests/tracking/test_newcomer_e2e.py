@@ -82,4 +82,6 @@ def test_own_data_to_compare_and_promote(store, params, trained, evaluated):
     decided = registry.get_version(mlstore.client(params), "entroad", "2").tags[registry.TAG_DECISION]
     assert decided in {"promoted", "rejected"}
     out = entroad(store, "models").stdout
-    assert decided in out
+    assert decided in out and max(len(line) for line in out.splitlines()) <= 80
+    out = entroad(store, "inspect", "models:/entroad@champion").stdout  # the form its own errors suggest
+    assert "entroad-tiny" in out and "learnable" in out
