@@ -50,3 +50,24 @@ def test_help_explains_every_model_verb():
     for verb in (["train"], ["inspect"], ["weights", "import"], ["weights", "fetch"]):
         res = entroad(*verb, "--help")
         assert res.returncode == 0 and "Usage" in res.stdout
+
+
+def test_epoch_lines_reach_the_flow_logs(tmp_path):
+    """Prefect's root level (WARNING) must not swallow the per-epoch lines: they are the only
+    sign of life during the long step of a quickstart or retrain."""
+    ds = write_processed_dataset(tmp_path, "aux", ["dots"], 2, 2, 112, seed=0)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(**{"train.epochs": 2}).resolved()))
+    code = (
+        "import flows.train\n"
+        "from prefect.logging.configuration import setup_logging\n"
+        "from entroad.config import load_params\n"
+        "from entroad.train import train\n"
+        "setup_logging()\n"
+        f"train(load_params({str(params)!r}), {str(tmp_path / 'run')!r}, dataset_dir={str(ds.root)!r}, progress=False)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr
+    lines = [line for line in (res.stdout + res.stderr).splitlines() if "entroad.train - epoch" in line]
+    assert len(lines) == 2 and re.search(r"epoch 1/2 loss \d+\.\d{4} \(\d+\.\ds; ETA \d+s\)", lines[0]), lines
