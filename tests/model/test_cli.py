@@ -29,7 +29,7 @@ def test_train_and_inspect_from_the_command_line(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "trained 1 epoch(s) on aux" in res.stdout
     assert (res.stdout + res.stderr).count("RANDOM-INIT") == 1  # one notice, however often the backbone loads
-    said = " ".join(res.stderr.split())
+    said = " ".join((res.stdout + res.stderr).split())  # the log goes where rich sends it
     assert re.search(r"epoch 1/1 loss \d+\.\d{4} \(\d+\.\ds; ETA 0s\)", said), said  # progress in the log
     for form in (out / "model", out):  # the checkpoint folder and the training folder above it
         res = entroad("inspect", str(form))
