@@ -147,7 +147,8 @@ def _check_operating_point_target(model: str, dataset: str | None, names: list[s
             f"Evaluate without it and pass that evaluation to predict instead: "
             f"`entroad predict --model {model} --threshold OUT/results.json --threshold-dataset {dataset} ...`"
         )
-    if names and dataset not in names:
+    # a folder given as --data is named by its manifest, known only once loaded: check plain names only
+    if names and dataset not in names and not any("/" in n or Path(n).is_dir() for n in names):
         raise InputError(f"--save-operating-point {dataset}: not among the evaluated datasets ({', '.join(names)})")
     if not Path(model).expanduser().exists():
         return None  # the evaluation reports the missing folder with its own hint
