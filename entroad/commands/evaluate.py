@@ -21,8 +21,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 ModelOpt = typer.Option(
     ..., "--model", "-m",
-    help="Checkpoint folder (…/model with weights.safetensors + config.json) or MLflow URI "
-    "(models:/entroad@champion, runs:/<id>/model).",
+    help="Checkpoint folder (…/model), training folder, or MLflow URI (models:/entroad@champion, "
+    "models:/entroad/VERSION, runs:/<id>/model); `entroad inspect` takes the same forms.",
 )
 
 
