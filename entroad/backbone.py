@@ -44,6 +44,21 @@ RANDOM_INIT_BANNER = (
     "RANDOM-INIT BACKBONE: {name} has random weights (no pretrained CLIP weights were used). "
     "Scores only show that the pipeline runs; they say nothing about real anomaly detection."
 )
+_random_init_shown: set[str] = set()  # one notice per process (= per command), however often a backbone loads
+
+
+def warn_random_init(name: str, logger: logging.Logger | None = None) -> bool:
+    """Log the RANDOM-INIT banner for backbone ``name`` once per process; True when logged now."""
+    if name in _random_init_shown:
+        return False
+    _random_init_shown.add(name)
+    (logger or log).warning(RANDOM_INIT_BANNER.format(name=name))
+    return True
+
+
+def random_init_shown() -> bool:
+    """Whether this process already showed the banner (a CLI then adds no second notice)."""
+    return bool(_random_init_shown)
 
 
 def register_project_configs() -> None:
@@ -383,7 +398,7 @@ def load_backbone(cfg: BackboneConfig, *, allow_fallback: bool | None = None) ->
     model.eval().requires_grad_(False)
     if weights is None:
         sha = "random-init:" + state_sha256(model)
-        log.warning(RANDOM_INIT_BANNER.format(name=name))
+        warn_random_init(name)
     else:
         sha = file_sha256(weights)
     pcfg = (open_clip.get_pretrained_cfg(name, pretrained) if pretrained and weights is not None else {}) or {}

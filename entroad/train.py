@@ -27,7 +27,7 @@ import torch
 from rich.progress import TextColumn
 from safetensors.torch import load_file, save_file
 
-from entroad.backbone import RANDOM_INIT_BANNER, BackboneInfo
+from entroad.backbone import BackboneInfo, warn_random_init
 from entroad.checkpoint import CONFIG_FILE, is_checkpoint, save_checkpoint
 from entroad.config import Params
 from entroad.data import versioning
@@ -65,6 +65,15 @@ def _dataset_dir(params: Params, name: str) -> Path:
 
 def _data_version(path: Path) -> str:
     return versioning.data_version(path)
+
+
+HEARTBEAT_S = 30.0
+
+
+def _duration(seconds: float) -> str:
+    """``0s``, ``42s``, ``3m05s``: the ETA of the epoch lines."""
+    s = round(seconds)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _epoch_dir(out: Path, epoch: int) -> Path:
@@ -149,7 +158,7 @@ def train(
         raise CheckpointError(f"{out} already holds a training run; pass resume=True (--resume) or use another folder")
 
     if info.random_init:
-        log.warning(RANDOM_INIT_BANNER.format(name=info.name))
+        warn_random_init(info.name, log)
     log.info(
         "Training %d learnable tensors (%d parameters) on %s [%s] (%d images, split %s), %d epochs",
         len(model.learnable_parameters()),
@@ -168,6 +177,8 @@ def train(
     }
     extra = {"train": cfg.model_dump(mode="json"), "trained_on": lineage}
     epochs_run = 0
+    n_batches = -(-len(train_set) // cfg.batch_size)
+    started = time.perf_counter()
     bar_ = progress_bar("[bold]train[/] epoch {task.fields[epoch]}", TextColumn("loss {task.fields[loss]:.4f}"),
                         enabled=progress)
     with bar_ as bar:
@@ -184,6 +195,7 @@ def train(
             )
             sums: dict[str, float] = {}
             batches = 0
+            beat = t0
             for batch in loader:
                 out_b = model(batch["image"], batch["cls"] if params.model.use_class_names else None)
                 dev = model.device
@@ -205,11 +217,16 @@ def train(
                     sums[k] = sums.get(k, 0.0) + v
                 batches += 1
                 bar.update(task, advance=1, epoch=epoch, loss=parts["loss"])
+                if time.perf_counter() - beat >= HEARTBEAT_S:  # signs of life in logs during a long epoch
+                    beat = time.perf_counter()
+                    log.info("epoch %d/%d: batch %d/%d, loss %.4f", epoch, cfg.epochs, batches, n_batches, sums["loss"] / batches)
             record = {"epoch": epoch, **{k: v / batches for k, v in sums.items()}, "seconds": time.perf_counter() - t0}
             history.append(record)
             _write_epoch(model, optimizer, out, epoch, history, params, extra)
             epochs_run += 1
-            log.info("epoch %d/%d loss %.4f (%.1fs)", epoch, cfg.epochs, record["loss"], record["seconds"])
+            eta = (time.perf_counter() - started) / epochs_run * (cfg.epochs - epoch)
+            log.info("epoch %d/%d loss %.4f (%.1fs; ETA %s)", epoch, cfg.epochs, record["loss"], record["seconds"],
+                     _duration(eta))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, {k: v for k, v in record.items() if k != "epoch"})
 

@@ -8,6 +8,7 @@ cache is refreshed instead of trusting it). An interrupted training resumes in i
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from typing import Any
 
@@ -17,6 +18,10 @@ from entroad.locks import pipeline_lock
 from entroad.tracking.training import plan_training
 from flows import tasks
 from flows.common import DEFAULT_PARAMS, read_params, run_logger
+
+# Prefect's root level is WARNING, which would swallow the per-epoch lines (loss, duration,
+# ETA): the only sign of life during the long step of a quickstart or retrain.
+logging.getLogger("entroad.train").setLevel(logging.INFO)
 
 
 @flow(name="entroad-train", log_prints=True)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from entroad.commands._common import ParamsOpt, SetOpt, params_from_cli
+from entroad.errors import InputError
 
 log = logging.getLogger("entroad.cli")
 # Logs and CI (no terminal) get wide, unfolded tables; a terminal keeps its own width.
@@ -20,8 +21,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 ModelOpt = typer.Option(
     ..., "--model", "-m",
-    help="Checkpoint folder (…/model with weights.safetensors + config.json) or MLflow URI "
-    "(models:/entroad@champion, runs:/<id>/model).",
+    help="Checkpoint folder (…/model), training folder, or MLflow URI (models:/entroad@champion, "
+    "models:/entroad/VERSION, runs:/<id>/model); `entroad inspect` takes the same forms.",
 )
 
 
@@ -65,6 +66,11 @@ def evaluate_cmd(
         None, "--save-operating-point",
         help="Store DATASET's operating point in the (local) checkpoint folder for `predict --threshold model`.",
     ),
+    track: bool = typer.Option(
+        False, "--track",
+        help="Log this evaluation in MLflow under the model's training run and make it the evaluation "
+        "`compare` and `promote` judge its registry version on (a tracked, unregistered model is registered).",
+    ),
     params: Path | None = ParamsOpt,
     overrides: list[str] | None = SetOpt,
 ) -> None:
@@ -75,16 +81,24 @@ def evaluate_cmd(
                      ("sensitivity", sensitivity), ("pixel_metrics", pixel_metrics)):
         if val is not None:
             extra.append(f"evaluation.{key}={val}")
+    names = _split_names(data)
+    op_dir = _check_operating_point_target(model, save_operating_point, names, suite)  # before any work
     p = params_from_cli(params, extra)
+    target = None
+    if track:
+        from entroad.tracking.evaluation_link import locate
+
+        target = locate(p, model)  # a model that cannot reach the registry fails before evaluating
+    from entroad.backbone import random_init_shown
     from entroad.evaluation.engine import evaluate
     from entroad.evaluation.metrics import METRIC_KEYS
 
     out_dir = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
     result = evaluate(
-        model, _split_names(data) or None, p, out_dir, suite=suite, ablations=ablate, device=device,
+        model, names or None, p, out_dir, suite=suite, ablations=ablate, device=device,
         weights=weights, report=report,
     )
-    if result.random_init:
+    if result.random_init and not random_init_shown():
         console.print("[bold red]RANDOM-INIT BACKBONE[/]: these numbers say nothing about real anomaly detection.")
     console.print(_metric_table("Per dataset (%, mean over classes)", result.per_dataset_table(), list(METRIC_KEYS), ["dataset"]))
     for d in result.datasets:
@@ -92,17 +106,53 @@ def evaluate_cmd(
             console.print(f"[yellow]{escape(d.name)}[/]: {escape(note)}")
     if result.variants:
         console.print(_metric_table("Ablation", result.ablation_table(), list(METRIC_KEYS), ["variant", "dataset"]))
-    if save_operating_point:
-        from entroad.model_source import is_mlflow_uri
+    if op_dir is not None:
         from entroad.predict.operating_point import save_operating_point as save_op
 
-        if is_mlflow_uri(model):
-            raise typer.BadParameter("--save-operating-point needs a local checkpoint folder, not an MLflow URI")
-        from entroad.model_source import find_checkpoint_dir
-
-        path = save_op(result, find_checkpoint_dir(Path(model)), save_operating_point)
-        console.print(escape(f"operating point saved: {path}"), soft_wrap=True)
+        path = save_op(result, op_dir, save_operating_point)
+        saved = next(d for d in result.datasets if d.name == save_operating_point)
+        console.print(escape(f"operating point of {save_operating_point} saved: {path}"), soft_wrap=True)
+        print_operating_point(saved.operating_point.to_json())
     console.print(escape(f"results: {out_dir}/results.md" + (f", report: {out_dir}/report.html" if report else "")), soft_wrap=True)
+    if target is not None:
+        from entroad.tracking.evaluation_link import link, next_steps
+
+        linked = link(p, target, result, out_dir)
+        name = p.tracking.registered_model
+        what = "registered as" if linked.registered else "linked to"
+        console.print(escape(f"MLflow evaluation run {linked.eval_run_id}, {what} {name} v{linked.version}"
+                             + (" (@champion)" if linked.is_champion else "")), soft_wrap=True)
+        console.print("next:")
+        for line in next_steps(p, linked):
+            console.print(escape(f"  {line}"), soft_wrap=True)
+
+
+def print_operating_point(op: dict) -> None:
+    """Threshold, sensitivity and specificity with their counts; low rates in red."""
+    from entroad.predict.operating_point import describe
+
+    for line in describe(op):
+        console.print(f"[bold red]{escape(line)}[/]" if line.startswith("WARNING") else f"  {escape(line)}", soft_wrap=True)
+
+
+def _check_operating_point_target(model: str, dataset: str | None, names: list[str], suite: str | None) -> Path | None:
+    """The checkpoint folder ``--save-operating-point`` writes to, checked before evaluating."""
+    if not dataset:
+        return None
+    from entroad.model_source import find_checkpoint_dir, is_mlflow_uri
+
+    if is_mlflow_uri(model):
+        raise InputError(
+            f"--save-operating-point stores the point in a local checkpoint folder; {model} is an MLflow URI. "
+            f"Evaluate without it and pass that evaluation to predict instead: "
+            f"`entroad predict --model {model} --threshold OUT/results.json --threshold-dataset {dataset} ...`"
+        )
+    # a folder given as --data is named by its manifest, known only once loaded: check plain names only
+    if names and dataset not in names and not any("/" in n or Path(n).is_dir() for n in names):
+        raise InputError(f"--save-operating-point {dataset}: not among the evaluated datasets ({', '.join(names)})")
+    if not Path(model).expanduser().exists():
+        return None  # the evaluation reports the missing folder with its own hint
+    return find_checkpoint_dir(Path(model).expanduser())
 
 
 def predict_cmd(
@@ -139,7 +189,9 @@ def predict_cmd(
         batch_size=batch_size, overlays=overlays, restart=restart, device=device, weights=weights,
         dask=dask, shard_size=shard_size,
     )
-    if res.random_init:
+    from entroad.backbone import random_init_shown
+
+    if res.random_init and not random_init_shown():
         console.print("[bold red]RANDOM-INIT BACKBONE[/]: scores say nothing about real anomaly detection.")
     msg = f"scored {res.n_scored} image(s), {res.n_skipped} already done"
     if res.shards_total:
@@ -153,6 +205,8 @@ def predict_cmd(
             flagged = sum(row["flagged"] == "1" for row in csv.DictReader(f))
         msg += f"; {flagged} flagged (score > {res.threshold:.6g}, from {res.threshold_source})"
     console.print(escape(msg), soft_wrap=True)  # no hard wraps inside paths; "[...]" is text, not markup
+    if res.operating_point is not None:
+        print_operating_point(res.operating_point)
     console.print(escape(f"scores: {res.scores_csv}"), soft_wrap=True)
 
 

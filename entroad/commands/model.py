@@ -45,7 +45,9 @@ def train_cmd(
         f"[green]trained[/] {result.epochs_run} epoch(s) on [bold]{result.dataset}[/] ({result.data_version}); "
         f"final loss {result.history[-1]['loss']:.4f}; model: {result.model_dir}"
     )
-    if result.backbone.random_init:
+    from entroad.backbone import random_init_shown
+
+    if result.backbone.random_init and not random_init_shown():
         console.print("[yellow]note:[/] random-init backbone (no pretrained weights) - scores are not meaningful.")
     if track:
         from entroad.tracking.runs import log_training_run
@@ -95,11 +97,21 @@ def weights_list() -> None:
     console.print("Also searched: the Hugging Face cache and ~/.cache/clip (open_clip downloads).")
 
 
-def inspect_cmd(model: Path = typer.Argument(..., help="Checkpoint folder (weights.safetensors + config.json).")) -> None:
+def inspect_cmd(
+    model: str = typer.Argument(
+        ..., help="Checkpoint folder, training run folder, models:/entroad@champion, models:/entroad/VERSION "
+        "or runs:/<id>/model (the same forms as every --model option)."
+    ),
+    params: Path | None = ParamsOpt,
+    overrides: list[str] | None = SetOpt,
+) -> None:
     """Show a checkpoint's backbone identity, options, training data and learnable tensors."""
     from entroad.checkpoint import read_checkpoint_config
+    from entroad.model_source import is_mlflow_uri, resolved_checkpoint
 
-    cfg = read_checkpoint_config(model)
+    p = params_from_cli(params, overrides) if is_mlflow_uri(model) else None  # a folder needs no params.yaml
+    with resolved_checkpoint(model, p) as ckpt:
+        cfg = read_checkpoint_config(ckpt)
     b = cfg["backbone"]
     console.print(f"[bold]backbone[/] {b['name']} ({b.get('pretrained') or 'random init'}) at {b['image_size']} px")
     console.print(f"  weights sha256: {b['weights_sha256']}")

@@ -57,7 +57,7 @@ def decision_table(decision) -> Table:
     t = Table(title=f"Promotion: {decision.candidate} vs {decision.champion or '(no champion)'} -> {decision.verdict}",
               title_justify="left")
     for col in ("dataset", "metric", "candidate", "champion", "delta", "status"):
-        t.add_column(col, justify="right" if col in {"candidate", "champion", "delta"} else "left")
+        t.add_column(col, justify="right" if col in {"candidate", "champion", "delta"} else "left", overflow="fold")
     for r in decision.rows:
         style = "red" if r.status in {"regression", "missing"} else None
         t.add_row(r.dataset, r.metric, _num(r.candidate), _num(r.champion), _num(r.delta, True), r.status, style=style)
@@ -91,10 +91,11 @@ def compare_cmd(
     client = store.client(p)
     columns = [compare.resolve(client, p.tracking.registered_model, r) for r in refs]
     t = Table(title="EntroAD comparison (%, per-class mean)", title_justify="left")
-    t.add_column("dataset")
-    t.add_column("metric")
+    # fold, never cut: at 80 columns a run id or a dataset name must stay whole ("53880f…" is useless)
+    t.add_column("dataset", overflow="fold")
+    t.add_column("metric", overflow="fold")
     for c in columns:
-        t.add_column(c.label, justify="right")
+        t.add_column(c.label, justify="right", overflow="fold")
     for r in compare.rows(columns):
         present = [v for v in r["values"] if v is not None]
         top = max(present) if len(set(present)) > 1 else None
@@ -124,8 +125,8 @@ def models_cmd(params: Path | None = ParamsOpt, overrides: list[str] | None = Se
         return
     aliases = registry.aliases_of(client, name)
     t = Table(title=f"{name} ({store.resolve(p).uri})", title_justify="left")
-    for col in ("version", "aliases", "decision", "mean delta", "backbone", "random-init", "created"):
-        t.add_column(col)
+    for col in ("version", "aliases", "decision", "Δ mean", "backbone", "random init", "created"):
+        t.add_column(col, overflow="fold")
     from datetime import datetime
 
     for mv in reversed(found):

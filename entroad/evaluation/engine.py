@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from entroad.backbone import RANDOM_INIT_BANNER
+from entroad.backbone import warn_random_init
 from entroad.config import Params, load_params
 from entroad.data.lookup import is_plain_name, processed_dir, require_processed
 from entroad.data.manifest import ProcessedDataset
@@ -176,7 +176,7 @@ def run_evaluation(
         if m.image_size != base.image_size or m.backbone_info.weights_sha256 != info.weights_sha256:
             raise EvaluationError(f"ablation variant {name!r} does not share the full model's backbone/image size")
     if info.random_init:
-        log.warning(RANDOM_INIT_BANNER.format(name=info.name))
+        warn_random_init(info.name, log)
     trained_on = (getattr(base, "checkpoint_config", None) or {}).get("trained_on") or {}
     notes: list[str] = []
     if suite:

@@ -111,6 +111,23 @@ def dicom_items(
     return items, [(w, r) for w, r in cached["skipped"]]
 
 
+def check_input(input_path: str | Path) -> None:
+    """Fail at once, before any model is loaded, on an input that holds nothing to score."""
+    p = Path(input_path).expanduser()
+    if p.is_file():
+        if _is_dicom_file(p):
+            raise InputError(f"{p.name} is a DICOM file: pass the folder holding the series")
+        return
+    if not p.is_dir():
+        raise InputError(f"{p}: no such file or folder; --input takes a folder of images, a DICOM folder or one image")
+    exts = _image_extensions()
+    files = raw_files(p)
+    if not any(f.suffix.lower() in exts and not f.name.startswith(".") for f in files) and not looks_like_dicom(p):
+        raise InputError(
+            f"{p}: no images found (looked for {', '.join(exts)} and DICOM files); nothing was scored or written"
+        )
+
+
 def collect_items(
     input_path: str | Path, out: Path, params: Params, image_size: int
 ) -> tuple[list[PredictItem], list[tuple[str, str]], str]:

@@ -11,6 +11,47 @@ from entroad.errors import InputError
 from entroad.evaluation.results import EvaluationResult
 
 OPERATING_POINT_FILE = "operating_point.json"
+LOW_RATE = 0.5  # below this, sensitivity or specificity earns a warning: the threshold misses most cases
+
+
+def describe(op: dict) -> list[str]:
+    """An operating point (``OperatingPoint.to_json()`` or an ``operating_point.json``) in plain
+    words: the threshold, both rates with the counts they rest on, and a WARNING line per low rate."""
+    tp, fn, tn, fp = (int(op.get(k, 0)) for k in ("tp", "fn", "tn", "fp"))
+    sens = tp / (tp + fn) if tp + fn else None
+    spec = tn / (tn + fp) if tn + fp else None
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.0%}"
+
+    lines = [
+        f"threshold {float(op['threshold']):.6g} (flagged if score > threshold"
+        + (f"; chosen for {op['target']} {op['target_value']}" if op.get("target") else "") + ")",
+        f"sensitivity {pct(sens)}: {tp} of {tp + fn} anomalous flagged",
+        f"specificity {pct(spec)}: {tn} of {tn + fp} normal passed",
+    ]
+    if sens is not None and sens < LOW_RATE:
+        lines.append(f"WARNING: low sensitivity: {fn} of {tp + fn} anomalous images would NOT be flagged")
+    if spec is not None and spec < LOW_RATE:
+        lines.append(f"WARNING: low specificity: {fp} of {tn + fp} normal images would be flagged")
+    return lines
+
+
+def operating_point_of(threshold_source: str | None, checkpoint_dir: Path | None, dataset: str | None = None) -> dict | None:
+    """The full operating point behind a threshold read from ``checkpoint_dir`` or a file (None for a number)."""
+    if threshold_source in (None, "given", "model checkpoint config"):
+        return None
+    path = Path(threshold_source.split(" [", 1)[0])
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if "threshold" in data:
+        return data
+    ops = {d["name"]: d["operating_point"] for d in data.get("datasets", []) if d.get("operating_point")}
+    if dataset is None and len(ops) == 1:
+        dataset = next(iter(ops))
+    return ops.get(dataset)
 
 
 def _threshold_from_json(path: Path, dataset: str | None) -> tuple[float, str]:
@@ -71,7 +112,7 @@ def save_operating_point(result: EvaluationResult, checkpoint_dir: str | Path, d
     ops = [d for d in result.datasets if d.operating_point is not None]
     if dataset is not None:
         ops = [d for d in ops if d.name == dataset]
-    if len(ops) != 1:
+    if len(ops) != 1:  # the CLI checks the name before evaluating; this guards library callers
         names = [d.name for d in result.datasets if d.operating_point is not None]
         raise InputError(
             f"choose the dataset whose operating point the model should carry (have {names})"

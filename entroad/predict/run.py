@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from entroad import __version__
-from entroad.backbone import RANDOM_INIT_BANNER
+from entroad.backbone import warn_random_init
 from entroad.cluster import DaskSpec
 from entroad.config import Params, load_params
 from entroad.errors import InputError
@@ -23,8 +23,8 @@ from entroad.evaluation.results import ModelIdentity
 from entroad.logs import progress_bar
 from entroad.model_source import cached_checkpoint, load_models, resolved_checkpoint
 from entroad.predict.distributed import ShardJob, score_on_dask
-from entroad.predict.inputs import SLICES_DIR, collect_items
-from entroad.predict.operating_point import resolve_threshold
+from entroad.predict.inputs import SLICES_DIR, check_input, collect_items
+from entroad.predict.operating_point import operating_point_of, resolve_threshold
 from entroad.predict.scoring import SCORE_COLUMNS, item_loader, score_chunk
 from entroad.predict.shards import DEFAULT_SHARD_SIZE, SHARDS_DIR
 from entroad.tracking.keys import checkpoint_key
@@ -50,6 +50,7 @@ class PredictResult:
     random_init: bool = False
     shards_run: int = 0  # Dask runs: shards scored by this call, of shards_total
     shards_total: int = 0
+    operating_point: dict | None = None  # the full point behind a threshold from 'model' or a file
 
 
 
@@ -110,27 +111,28 @@ def predict(
     """
     params = params or load_params()
     out = Path(out_dir)
-    if not Path(input_path).expanduser().exists():
-        raise InputError(f"{input_path}: no such file or folder")
-    out.mkdir(parents=True, exist_ok=True)
-    if restart:
-        for name in (SCORES_FILE, FAILURES_FILE, META_FILE):
-            (out / name).unlink(missing_ok=True)
-        for name in ("overlays", SLICES_DIR, SHARDS_DIR):
-            shutil.rmtree(out / name, ignore_errors=True)
+    check_input(input_path)  # before the model loads: an empty input costs nothing
 
+    op = None
     ckpt_dir: Path | None = None
     if isinstance(model, str | Path):
         # Dask workers read the checkpoint after this call: it must outlive a temporary download
         with nullcontext(cached_checkpoint(model, params)) if dask else resolved_checkpoint(model, params) as ckpt:
             net = load_models(ckpt, {}, params, device, weights)["full"]
             thr, thr_source = resolve_threshold(threshold, ckpt, net.checkpoint_config, threshold_dataset)
+            op = operating_point_of(thr_source, ckpt, threshold_dataset)  # read while a downloaded model exists
         source, ckpt_dir = str(model), ckpt
     elif dask:
         raise InputError("--dask scores with a checkpoint folder or MLflow URI that the workers load, not an in-memory model")
     else:
         net, source = model.eval(), "<in-memory model>"
         thr, thr_source = resolve_threshold(threshold, None, getattr(net, "checkpoint_config", None), threshold_dataset)
+    out.mkdir(parents=True, exist_ok=True)  # only once model and threshold are valid: no empty folder on failure
+    if restart:
+        for name in (SCORES_FILE, FAILURES_FILE, META_FILE):
+            (out / name).unlink(missing_ok=True)
+        for name in ("overlays", SLICES_DIR, SHARDS_DIR):
+            shutil.rmtree(out / name, ignore_errors=True)
     identity = ModelIdentity.of(net, source)
     info = net.backbone_info
     items, skipped_inputs, kind = collect_items(input_path, out, params, net.image_size)
@@ -138,7 +140,7 @@ def predict(
     if len(set(ids)) != len(ids):
         raise InputError(f"{input_path}: duplicate image ids")
     if identity.random_init:
-        log.warning(RANDOM_INIT_BANNER.format(name=info.name))
+        warn_random_init(info.name, log)
     meta = {
         "entroad_version": __version__,
         "model": identity.to_json(),
@@ -197,6 +199,7 @@ def predict(
         random_init=identity.random_init,
         shards_run=shards[0],
         shards_total=shards[1],
+        operating_point=op,
     )
 
 

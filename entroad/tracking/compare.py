@@ -1,7 +1,8 @@
 """Side-by-side metrics of registered versions and runs (``entroad compare``).
 
 A reference is a version number (``3`` or ``v3``), an alias (``@champion``, ``champion``),
-or an MLflow run id (an evaluation run, or a training run whose newest evaluation is used).
+``latest`` (the newest version), or an MLflow run id (an evaluation run, or a training run
+whose newest evaluation is used).
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from entroad.tracking import lineage, registry, runs
 from entroad.tracking.gate import evaluation_of_version
 
 DEFAULT_METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
+
+
+LATEST = "latest"
+_NEXT_ALIAS = {
+    registry.CHAMPION: "promote a version with `entroad promote --version N` (`entroad models` lists them), "
+    "or register and evaluate one with `entroad evaluate --model runs/<train>/model --data DATASET --track`",
+    registry.CHALLENGER: "the gate sets it; run `entroad promote --dry-run` on a version, or compare a version number",
+    "other": "train with tracking (`entroad train --out runs/exp1`), then "
+    "`entroad evaluate --model runs/exp1/model --data DATASET --track` registers it",
+}
 
 
 @dataclass
@@ -32,13 +43,21 @@ def resolve(client, model_name: str, ref: str) -> Column:
     if ref.startswith("@") or alias in (registry.CHAMPION, registry.CHALLENGER):
         mv = registry.version_by_alias(client, model_name, alias)
         if mv is None:
-            raise TrackingError(f"{model_name!r} has no @{alias} yet")
+            raise TrackingError(f"{model_name!r} has no @{alias} yet: {_NEXT_ALIAS[alias if alias in _NEXT_ALIAS else 'other']}")
+    elif ref == LATEST:
+        found = registry.versions(client, model_name)
+        if not found:
+            raise TrackingError(f"{model_name!r} has no versions yet: {_NEXT_ALIAS['other']}")
+        mv = found[-1]
     elif ref.lstrip("vV").isdigit():
         mv = registry.get_version(client, model_name, ref.lstrip("vV"))
     if mv is not None:
         ev = evaluation_of_version(client, mv)
         if ev is None:
-            raise TrackingError(f"{model_name} v{mv.version} has no finished evaluation run")
+            raise TrackingError(
+                f"{model_name} v{mv.version} has no finished evaluation run: evaluate it with "
+                f"`entroad evaluate --model models:/{model_name}/{mv.version} --data DATASET --track`"
+            )
         run = client.get_run(ev.run_id)
         info = {
             "version": f"v{mv.version}",
@@ -51,11 +70,13 @@ def resolve(client, model_name: str, ref: str) -> Column:
     try:
         run = client.get_run(ref)
     except MlflowException:
-        raise TrackingError(f"{ref!r} is neither a version (3, v3), an alias (@champion) nor a run id") from None
+        raise TrackingError(f"{ref!r} is neither a version (3, v3), an alias (@champion), 'latest' nor a run id; "
+                            "`entroad models` lists the versions") from None
     if run.data.tags.get(lineage.TAG_KIND) == "train":
         found = runs.find_evaluations(client, ref, [run.info.experiment_id])
         if not found:
-            raise TrackingError(f"training run {ref} has no finished evaluation run")
+            raise TrackingError(f"training run {ref} has no finished evaluation run: "
+                                f"`entroad evaluate --model runs:/{ref}/model --data DATASET --track`")
         run = found[0]
     return _column(ref[:8], run, {})
 
@@ -66,11 +87,20 @@ def _column(label: str, run, info: dict[str, str]) -> Column:
     info = {
         **info,
         "run": run.info.run_id[:12],
-        "backbone": f"{tags.get('backbone.name', '?')} ({tags.get('backbone.pretrained', '?')})",
+        "backbone": backbone_label(tags),
         "random-init": tags.get(lineage.TAG_RANDOM_INIT, "?"),
         "git": tags.get("git_commit", "?")[:10],
     }
     return Column(label, run.info.run_id, summary["datasets"], summary["data_versions"], info)
+
+
+def backbone_label(tags: dict[str, str]) -> str:
+    """``ViT-L-14-336 (openai)``; a random-init backbone says so instead of "(none)"."""
+    name = tags.get("backbone.name", "?")
+    if tags.get(lineage.TAG_RANDOM_INIT) == "true":
+        return f"{name} (random init)"
+    pretrained = tags.get("backbone.pretrained")
+    return f"{name} ({pretrained})" if pretrained and pretrained not in {"None", "none", ""} else name
 
 
 def rows(columns: list[Column], metrics: tuple[str, ...] = DEFAULT_METRICS) -> list[dict[str, Any]]:

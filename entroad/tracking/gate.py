@@ -123,7 +123,10 @@ def _candidate(client, name: str, version: str | int | None):
         return registry.get_version(client, name, str(version).lstrip("vV"))
     all_versions = registry.versions(client, name)
     if not all_versions:
-        raise TrackingError(f"registered model {name!r} has no versions yet; run the retrain flow (`python -m flows retrain`)")
+        raise TrackingError(
+            f"registered model {name!r} has no versions yet; run the retrain flow (`python -m flows retrain`), or "
+            "register your own: `entroad evaluate --model runs/<train>/model --data DATASET --track`"
+        )
     waiting = [v for v in all_versions if v.tags.get(registry.TAG_DECISION, "pending") in UNDECIDED]
     if waiting:
         return waiting[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -61,3 +62,24 @@ def test_bad_reference_is_one_line_error(store, params):
                           cwd=store)
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dead_ends_name_the_next_command(store, params):
+    """An empty registry: compare, promote and evaluate --track each say what to run next."""
+    (store / "params.yaml").write_text(yaml.safe_dump(params.resolved()))
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "entroad.cli", *args], capture_output=True, text=True, cwd=store,
+                              env={**os.environ, "COLUMNS": "80"})
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        return " ".join(proc.stderr.split())
+
+    err = run("compare", "@champion", "latest")
+    assert "no @champion yet" in err and "entroad promote --version N" in err and "--track" in err
+    err = run("promote", "--dry-run")
+    assert "no versions yet" in err and "entroad evaluate --model runs/<train>/model --data DATASET --track" in err
+    (store / "untracked" / "model").mkdir(parents=True)
+    (store / "untracked" / "model" / "config.json").write_text("{}")
+    (store / "untracked" / "model" / "weights.safetensors").write_bytes(b"")
+    err = run("evaluate", "--model", "untracked/model", "--data", TARGETS[0], "--track")
+    assert "has no MLflow training run" in err and "entroad train --out" in err
