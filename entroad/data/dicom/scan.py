@@ -177,7 +177,9 @@ def header_from_dataset(ds: Any, rel: str) -> Header:
 
 
 def _normal(iop: tuple[float, ...]) -> np.ndarray:
-    return np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
+    # written out: np.cross costs ~0.4 ms a call on 3-vectors, once per slice
+    (a1, a2, a3), (b1, b2, b3) = iop[:3], iop[3:6]
+    return np.array([a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1])
 
 
 def sort_slices(files: list[Header]) -> list[Header]:
