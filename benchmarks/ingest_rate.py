@@ -43,17 +43,21 @@ def _j2k(ds) -> None:
 
 def write_series(root: Path, n: int, syntax: str) -> list[Path]:
     import pydicom
-    from pydicom.uid import RLELossless
+    from pydicom.uid import RLELossless, generate_uid
 
     from entroad.data.synthetic.dicom_study import head_phantom, write_dicom_image
 
     rng = np.random.default_rng(0)
+    # One study, one series, as a scanner writes it (without these shared UIDs every slice
+    # would be a one-slice series of its own, with its own output folder).
+    study, series = generate_uid(entropy_srcs=["bench-study"]), generate_uid(entropy_srcs=["bench-series"])
     files = []
     for k in range(n):
         hu = head_phantom(512, n, k, rng)
         path = root / "PATIENT_SMITH_J" / "CT_SERIES" / f"IM{k:04d}.dcm"
         files.append(write_dicom_image(path, np.clip(hu + 1024, 0, 4095), "CT", seed=k, RescaleSlope=1,
                                        RescaleIntercept=-1024, InstanceNumber=k + 1,
+                                       StudyInstanceUID=study, SeriesInstanceUID=series,
                                        ImagePositionPatient=[0, 0, 5.0 * k], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
                                        PixelSpacing=[0.5, 0.5]))
         if syntax != "explicit":

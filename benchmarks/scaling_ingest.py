@@ -6,7 +6,7 @@ so that fixed costs (scheduler start, fingerprint, manifest) do not decide the f
 cluster start is timed on its own and left out of the rate; the rate covers the whole
 ingest (scan, de-identification, pixels, PNGs, manifest, audit).
 
-    python benchmarks/scaling_ingest.py [--slices 3200]
+    python benchmarks/scaling_ingest.py [--slices 6400]
 
 prints the rates, the cluster starts and ``ingest_scaling=<slices/s with 2 / with 1>``.
 :func:`measure_ingest` is what ``benchmarks/scaling.py`` calls.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_SLICES = 3200  # > 20 s for one worker on an idle 2-core machine (~6.5 ms of CPU a slice)
+DEFAULT_SLICES = 6400  # > 20 s for one worker on an idle 2-core machine (~2.3 ms of CPU a slice)
 SERIES_LEN = 64
 _INPUT: dict[int, Path] = {}  # slices -> raw folder, written once per process
 

@@ -232,6 +232,7 @@ def ingest_spec(
             with progress_bar("[bold]{task.description}", enabled=progress, transient=True) as bar:
                 records, skipped, extra = _convert(prep, spec.name, tmp, bar, dask)
             format_version = extra.pop("format_version", None)  # the processed-file layout
+            digests = extra.pop("digests", None)  # of the files the converter wrote, if it kept them
             if not records:
                 reasons = Counter(reason_category(s.reason) for s in skipped)
                 raise IngestError(
@@ -246,7 +247,7 @@ def ingest_spec(
                     **({"format_version": format_version} if format_version is not None else {}),
                 },
             )
-            meta = write_manifest(tmp, records, meta)
+            meta = write_manifest(tmp, records, meta, digests)
             audit = build_audit(spec.name, spec.format, {**meta.counts, "input_files": n_files}, skipped, extra)
             (tmp / AUDIT_FILE).write_text(json.dumps(audit, indent=2, sort_keys=True) + "\n")
             _publish(tmp, dest)

@@ -145,26 +145,32 @@ def _file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def content_hash(root: Path, records: list[Record]) -> str:
+def content_hash(root: Path, records: list[Record], digests: dict[str, str] | None = None) -> str:
     """SHA-256 over the manifest lines and the bytes of every referenced file.
 
     Deterministic for identical content, independent of file mtimes and of the folder's
     location, so a re-ingest of unchanged input yields the same hash (and DVC version).
+    ``digests``: SHA-256 hex of files by relative path, taken by whoever wrote the bytes
+    (ingest workers), so that they are not read back one by one here; others are read.
     """
+    digests = digests or {}
     h = hashlib.sha256()
     for r in records:
         h.update(json.dumps(r.to_json(), sort_keys=True).encode())
         for rel in (r.image, r.mask):
             if rel is not None:
-                h.update(_file_digest(root / rel).encode())
+                h.update((digests.get(rel) or _file_digest(root / rel)).encode())
     return h.hexdigest()
 
 
-def write_manifest(root: str | Path, records: list[Record], meta: DatasetMeta) -> DatasetMeta:
+def write_manifest(
+    root: str | Path, records: list[Record], meta: DatasetMeta, digests: dict[str, str] | None = None
+) -> DatasetMeta:
     """Write ``manifest.jsonl`` + ``dataset.json`` into ``root`` (files must already exist).
 
-    Fills ``classes``, ``counts`` and ``content_hash`` from the records. Writes each file
-    via a temp file + ``os.replace`` so a crash never leaves a half-written manifest.
+    Fills ``classes``, ``counts`` and ``content_hash`` (see :func:`content_hash` for
+    ``digests``) from the records. Writes each file via a temp file + ``os.replace`` so a
+    crash never leaves a half-written manifest.
     """
     root = Path(root)
     if not records:
@@ -176,7 +182,7 @@ def write_manifest(root: str | Path, records: list[Record], meta: DatasetMeta) -
     records = sorted(records, key=lambda r: (r.cls, r.split, r.image))
     meta.classes = sorted({r.cls for r in records})
     meta.counts = compute_counts(records)
-    meta.content_hash = content_hash(root, records)
+    meta.content_hash = content_hash(root, records, digests)
     _atomic_write(root / MANIFEST_FILE, "".join(json.dumps(r.to_json()) + "\n" for r in records))
     _atomic_write(root / DATASET_FILE, json.dumps(asdict(meta), indent=2, sort_keys=True) + "\n")
     return meta

@@ -32,6 +32,7 @@ file id, and the audit holds counts only.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections import Counter
@@ -91,6 +92,7 @@ class SliceJob:
     mask_png: str | None = None
     mask_bits: tuple[np.ndarray, tuple[int, int]] | None = None  # packed NIfTI slice
     staged: str | None = None  # PNG already rendered during the scan (moved into place)
+    digest: str | None = None  # SHA-256 of the staged PNG, taken when it was written
     failure: str | None = None  # the scan's decode / display failure for this slice
     shape: tuple[int, int] | None = None  # (rows, cols) of the slice, from its header
 
@@ -137,6 +139,7 @@ class Scanned:
     header: Header | None = None
     reason: str | None = None  # why the file is no image (header is None then)
     staged: dict[int | None, str | None] = field(default_factory=dict)  # frame -> None (staged) | failure
+    digests: dict[int | None, str] = field(default_factory=dict)  # frame -> SHA-256 of its staged PNG
 
 
 def stage_path(stage: str, i: int, frame: int | None) -> str:
@@ -150,7 +153,9 @@ def scan_file(args: tuple[str, str, int, RenderSpec | None]) -> Scanned:
     """
     path, rel, i, spec = args
     try:
-        ds = read_dataset(Path(path), _DEFER)
+        # Pixels read with the header when the scan renders: a deferred read re-opens and
+        # re-parses the file, 0.3 ms of a 512 x 512 slice's ~2.5 ms.
+        ds = read_dataset(Path(path), None if spec is not None else _DEFER)
         header = header_from_dataset(ds, rel)
     except NotAnImage as e:
         return Scanned(rel, reason=str(e))
@@ -168,21 +173,23 @@ def scan_file(args: tuple[str, str, int, RenderSpec | None]) -> Scanned:
         return Scanned(rel, header, staged=dict.fromkeys(frames, str(e)))
     del ds.PixelData  # the decoded array is all that is needed now
     staged: dict[int | None, str | None] = {}
+    digests: dict[int | None, str] = {}
     for f in frames:
         frame = frame_of(arr, f)
         img8 = "frame missing from pixel data" if frame is None else render(ds, frame, mode, window)
         if isinstance(img8, str):
             staged[f] = img8
             continue
-        _write(Path(stage_path(spec.stage, i, f)), encode_slice(img8, spec.size, spec.resize))
+        digests[f] = _write(Path(stage_path(spec.stage, i, f)), encode_slice(img8, spec.size, spec.resize))
         staged[f] = None
-    return Scanned(rel, header, staged=staged)
+    return Scanned(rel, header, staged=staged, digests=digests)
 
 
-def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]], dict[str, str]]:
     """Decode (unless the scan did), display, resize and write every slice of ``task``.
 
-    Returns the manifest records (in job order) and the skipped slices.
+    Returns the manifest records (in job order), the skipped slices and the SHA-256 of
+    every PNG written (by relative path; the manifest's content hash needs them).
     """
     src, out = Path(task.source), Path(task.out_dir)
     mode, window = task.display
@@ -233,6 +240,7 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         grey = [v for _, _, _, v, _ in ready if v is not None]
         prange = percentile_range(np.concatenate([g.ravel() for g in grey]), *task.percentiles) if grey else (0.0, 1.0)
     records: list[dict[str, Any]] = []
+    digests: dict[str, str] = {}
     for job, (rows, cols), img8, values, invert in ready:
         if values is not None:
             img8 = percentile_uint8(values, prange)
@@ -253,28 +261,33 @@ def run_task(task: Task) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
         img_rel = f"images/{stem}.png"
         if job.staged is not None:
             _move(Path(job.staged), out / img_rel)
+            if job.digest is not None:
+                digests[img_rel] = job.digest
         else:
             assert img8 is not None
-            _write(out / img_rel, encode_slice(img8, task.size, task.resize))
+            digests[img_rel] = _write(out / img_rel, encode_slice(img8, task.size, task.resize))
         mask_rel = None
         if label == 1 and mask is not None:
             mask_rel = f"masks/{stem}.png"
             m8 = fit_size(mask.astype(np.uint8) * 255, task.size, task.resize, nearest=True)
-            _write(out / mask_rel, encode_png(m8, rle=True))
+            digests[mask_rel] = _write(out / mask_rel, encode_png(m8, rle=True))
         records.append({
             "image": img_rel, "mask": mask_rel, "label": label, "cls": task.cls, "split": "test",
             "source_id": f"{task.series}/{job.index:04d}",
             "anomaly_type": job.anomaly_type if label == 1 else "good",
         })
-    return records, skips
+    return records, skips, digests
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes) -> str:
+    """Write ``data``; returns its SHA-256 (hashing bytes in memory is 20x cheaper than
+    reading the file back for the content hash in the calling process)."""
     try:
         path.write_bytes(data)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _move(src: Path, dest: Path) -> None:
@@ -465,6 +478,7 @@ def _ingest_dicom(
                     failure = res.staged[job.frame]
                     if failure is None:
                         job.staged = stage_path(str(stage), i, job.frame)
+                        job.digest = res.digests.get(job.frame)
                     else:
                         job.failure = failure
             cls = str(options["class_name"] or vol.modality.lower())
@@ -487,15 +501,17 @@ def _ingest_dicom(
 
         n_slices = sum(len(t.jobs) for t in tasks)
         slice_bar = bar.add_task("DICOM slices", total=n_slices) if bar is not None else None
-        results: list[tuple[list[dict[str, Any]], list[tuple[str, str]]]] = []
+        results: list[tuple[list[dict[str, Any]], list[tuple[str, str]], dict[str, str]]] = []
         for t, res in zip(tasks, pool.map(run_task, tasks), strict=True):
             results.append(res)
             if bar is not None:
                 bar.advance(slice_bar, len(t.jobs))
     records: list[Record] = []
-    for recs, skips in results:
+    digests: dict[str, str] = {}
+    for recs, skips, written in results:
         records += [Record(**r) for r in recs]
         skipped += [Skip(w, r) for w, r in skips]
+        digests.update(written)
     # A file that failed in several chunks is reported once.
     skipped = list(dict.fromkeys(skipped))
 
@@ -513,5 +529,6 @@ def _ingest_dicom(
             "slices_written": len(records),
         },
         "format_version": FORMAT_VERSION,
+        "digests": digests,
     }
     return records, skipped, extra

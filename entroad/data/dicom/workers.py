@@ -32,7 +32,7 @@ def _chunks(items: list[Any], n: int) -> list[list[Any]]:
 
 def _batch_size(n_items: int, workers: int) -> int:
     """Items per message: few enough round trips, yet ~8 batches per worker to balance load."""
-    return max(1, min(64, -(-n_items // (workers * 8))))
+    return max(1, min(64, -(-n_items // (workers * 16))))
 
 
 class Serial:
