@@ -7,8 +7,10 @@ and ingestion share this so that every command names a cluster the same way.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,3 +93,29 @@ def dask_client(spec: DaskSpec | str, *, threads_per_worker: int = 1) -> Iterato
             yield client
         finally:
             client.close()
+
+
+_MALLOC_TUNED = False
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def reuse_freed_memory() -> None:
+    """Once per Dask worker process: let glibc reuse freed blocks instead of returning them.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins
+    glibc's mmap threshold at 128 KiB: every slice-sized array (a 512 x 512 slice is 0.5 MiB)
+    is then a fresh mmap whose pages fault in one by one, and DICOM ingest ran at half the
+    speed of a plain process (4.4 vs 2.0 ms of CPU a slice). Blocks up to 32 MiB come from
+    the heap again, and up to 64 MiB of free heap is kept for reuse. No-op where the C
+    library has no ``mallopt`` (not glibc) and outside Linux.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 64 << 20)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -29,10 +30,22 @@ def _quiet_logs() -> None:
     logging.getLogger("entroad").setLevel(logging.ERROR)
 
 
+def _column(t: Table, name: str) -> None:
+    """Versions and names can be long: they wrap (never cut with an ellipsis) while the short
+    columns keep their words whole, so a table stays readable in an 80-column terminal."""
+    if name in ("version", "dataset", "name"):
+        t.add_column(name, overflow="fold", min_width=8)
+    else:
+        t.add_column(name, no_wrap=True, justify="right" if name in _NUMERIC else "left")
+
+
+_NUMERIC = {"images", "anomalous", "masks", "skipped", "seconds"}
+
+
 def _result_table(results: list[Any]) -> Table:
-    t = Table(title="ingest")
+    t = Table(title="ingest", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("dataset", "status", "images", "anomalous", "masks", "skipped", "version", "seconds"):
-        t.add_column(col)
+        _column(t, col)
     for r in results:
         c = r.counts
         t.add_row(r.name, "unchanged" if r.skipped else "ingested", str(c.get("images", "?")),
@@ -164,9 +177,9 @@ def list_cmd(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    t = Table(title="datasets")
+    t = Table(title="datasets", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("name", "format", "domain", "images", "anomalous", "version", "dvc"):
-        t.add_column(col)
+        _column(t, col)
     for r in rows:
         t.add_row(r["name"], r["format"], str(r.get("domain", "-")), str(r.get("images", "-")),
                   str(r.get("anomalous", "-")), r.get("version", "not ingested"),
@@ -205,9 +218,9 @@ def status_cmd(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    t = Table(title="data status")
+    t = Table(title="data status", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("name", "version", "dvc stage", "pushed"):
-        t.add_column(col)
+        _column(t, col)
     for r in rows:
         pushed = r.get("pushed")
         t.add_row(r["name"], r.get("version", "not ingested"), r.get("stage", "no DVC"),

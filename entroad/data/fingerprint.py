@@ -118,9 +118,13 @@ def input_fingerprint(
     h.update(json.dumps({"spec": spec, "code": code_version()}, sort_keys=True, default=str).encode())
     files = raw_files(source)
     pairs = [(key(f.relative_to(source).as_posix()), f) for f in files]
-    # hashing releases the GIL on large buffers: hash new/changed files on a few threads.
-    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
-        digests = list(pool.map(lambda kf: cache.digest(*kf), pairs))
+    # Reading and hashing release the GIL on large buffers: hash new/changed files on a few
+    # threads, in runs of files (a future per file cost as much as hashing it).
+    threads = min(4, (os.cpu_count() or 1) + 1)
+    step = max(1, -(-len(pairs) // (threads * 4)))
+    runs = [pairs[i : i + step] for i in range(0, len(pairs), step)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        digests = [d for run in pool.map(lambda run: [cache.digest(*kf) for kf in run], runs) for d in run]
     for (k, _), d in zip(pairs, digests, strict=True):
         h.update(k.encode())
         h.update(d.encode())

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from entroad.cluster import reuse_freed_memory
+
 
 def default_workers() -> int:
     return os.cpu_count() or 1
@@ -32,7 +34,7 @@ def _chunks(items: list[Any], n: int) -> list[list[Any]]:
 
 def _batch_size(n_items: int, workers: int) -> int:
     """Items per message: few enough round trips, yet ~8 batches per worker to balance load."""
-    return max(1, min(64, -(-n_items // (workers * 16))))
+    return max(1, min(64, -(-n_items // (workers * 8))))
 
 
 class Serial:
@@ -63,6 +65,7 @@ class Processes:
 
 
 def _run_batch(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
+    reuse_freed_memory()  # on a Dask worker: see entroad.cluster
     return [fn(item) for item in batch]
 
 
