@@ -1,6 +1,7 @@
 """The ``--dask`` spec and the fast failure on an unreachable scheduler (real Dask, no mocks)."""
 
 import socket
+import sys
 import time
 
 import pytest
@@ -33,3 +34,34 @@ def test_unreachable_scheduler_fails_within_seconds():
 def test_local_cluster_runs_work():
     with dask_client("local:1") as client:
         assert client.submit(sum, [1, 2, 3]).result() == 6
+
+
+def _faults_per_mib() -> float:
+    """Minor page faults per 1 MiB array allocated, filled and freed (in this process)."""
+    import resource
+
+    import numpy as np
+
+    np.ones(1 << 20, np.uint8)  # warm-up: the heap may grow once
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        np.ones(1 << 20, np.uint8)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 20
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+def test_workers_reuse_freed_memory_once_work_ran():
+    """Dask's nanny makes every slice-sized array a fresh mmap (each page a fault); the first
+    ingest batch on a worker turns that off, so later arrays reuse freed heap memory."""
+    from entroad.data.dicom.workers import DaskWorkers
+
+    with dask_client("local:1") as client:
+        before = list(client.run(_faults_per_mib).values())[0]
+        assert list(DaskWorkers(client).map(_double, [1, 2, 3])) == [2, 4, 6]
+        after = list(client.run(_faults_per_mib).values())[0]
+    assert before >= 128, before  # 256 pages of 4 KiB each time: the nanny's setting is in force
+    assert after < 16, after
