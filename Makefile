@@ -39,6 +39,7 @@ benchmarks: $(STAMP)
 	$(PY) benchmarks/inference_overhead.py
 	$(PY) benchmarks/ingest_rate.py
 	$(PY) benchmarks/eval_throughput.py
+	$(PY) benchmarks/scaling.py
 
 ui-mlflow: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db --default-artifact-root $(CURDIR)/mlflow/artifacts --port 5000
