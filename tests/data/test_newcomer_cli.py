@@ -16,8 +16,8 @@ from tests.data.ingest_helpers import mask, rgb, save
 BIN = str(Path(sys.executable).parent / "entroad")
 
 
-def entroad(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "DVC_NO_ANALYTICS": "1"}
+def entroad(cwd: Path, *args: str, ok: bool = True, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": str(columns), "DVC_NO_ANALYTICS": "1"}
     proc = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, env=env)
     if ok:
         assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -66,6 +66,23 @@ def test_folder_keeps_maskless_anomalies_and_says_what_it_skipped(tmp_path):
     reasons = {s["reason"] for s in audit["skipped_files"]}
     assert "anomalous image without its mask (dropped by missing_masks: skip)" in reasons
     assert not any("missing_masks: keep)" in r for r in reasons)
+
+
+def test_data_tables_fit_80_columns_without_cutting_versions(tmp_path):
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    my_line(tmp_path / "raw/my-line")
+    shown = [entroad(tmp_path, "ingest", "my-line", "--no-dvc", columns=80).stdout]
+    version = json.loads(entroad(tmp_path, "data", "list", "--json").stdout)[0]["version"]
+    shown += [entroad(tmp_path, "data", cmd, columns=80).stdout for cmd in ("list", "status")]
+    for out in shown:
+        lines = out.splitlines()
+        head = next(i for i, line in enumerate(lines) if "version" in line and ("name" in line or "dataset" in line))
+        table = lines[head:]
+        assert "…" not in out  # wrapped, never cut
+        assert max(len(line) for line in table) <= 80
+        # the version, read down its column (under the header's rule), is whole
+        col = table[0].index("version")
+        assert version in "".join(line[col:].split(" ")[0] for line in table[2:]), (version, out)
 
 
 def test_adhoc_ingest_json_carries_the_notes(tmp_path):
