@@ -170,7 +170,7 @@ def start_s3(st: StackState) -> None:
 
 
 def restart(st: StackState, name: str, kill: bool = False) -> None:
-    """Stop one server (``kill``: SIGKILL, as a crash would) and start it again on its port."""
+    """Stop one server (``kill``: SIGKILL, as a crash would, with a worker's flow runs) and start it again."""
     starters = {"s3": start_s3, "mlflow": start_mlflow, "prefect": start_prefect}
     if name == "postgres":
         st.postgres().stop()

@@ -104,18 +104,25 @@ def start(name: str, cmd: Sequence[str], log: Path, env: Mapping[str, str] | Non
 
 
 def stop_group(pid: int, timeout: float = 20.0, proc: subprocess.Popen | None = None, hard: bool = False) -> None:
-    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout`` (``hard``: at once, like a crash)."""
+    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout``.
+
+    ``hard``: SIGKILL at once, like a crash of the machine, to the group and to every group
+    its descendants started (a Prefect worker runs each flow run in a session of its own,
+    which a crash takes down too; a graceful stop leaves them to the worker).
+    """
+    groups = [pid, *_descendant_groups(pid)] if hard else [pid]
     steps = ((signal.SIGKILL, 5.0),) if hard else ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
     for sig, wait in steps:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
+        for g in groups:
+            try:
+                os.killpg(g, sig)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if proc is not None:
                 proc.poll()
-            if not _group_alive(pid):
+            if not any(_group_alive(g) for g in groups):
                 break
             time.sleep(0.2)
         else:
@@ -126,6 +133,25 @@ def stop_group(pid: int, timeout: float = 20.0, proc: subprocess.Popen | None = 
             proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
             pass
+
+
+def _descendant_groups(pid: int) -> list[int]:
+    """Process groups of ``pid``'s descendants other than its own."""
+    import psutil
+
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    groups = []
+    for k in kids:
+        try:
+            g = os.getpgid(k.pid)
+        except ProcessLookupError:
+            continue
+        if g != pid and g not in groups:
+            groups.append(g)
+    return groups
 
 
 def _group_alive(pgid: int) -> bool:

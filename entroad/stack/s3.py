@@ -8,11 +8,16 @@ again. Credentials are the standard ``AWS_*`` variables; moto accepts any.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from entroad.stack.processes import Server, StackError, start, wait_until
+
+log = logging.getLogger(__name__)
 
 REGION = "us-east-1"
 # botocore >= 1.36 adds CRC checksums that S3 look-alikes may reject: only send them when required
@@ -63,7 +68,34 @@ def wait_s3(endpoint: S3Endpoint, server: Server | None, recording: Path | None 
     wait_until(endpoint.healthy, timeout, f"S3 API (moto) on {endpoint.url}", server.log if server else None,
                server.proc if server else None)
     if recording is not None and recording.exists() and recording.stat().st_size:
+        repair_recording(recording)
         reply = requests.post(endpoint.url + "/moto-api/recorder/replay-recording", timeout=600)
         if not reply.ok:
             raise StackError(f"S3 API (moto) on {endpoint.url} could not restore its data from {recording}: "
                              f"{reply.status_code}")
+
+
+def repair_recording(recording: Path) -> int:
+    """Drop the lines of moto's recording that are not whole JSON; returns how many.
+
+    moto appends one JSON line per request; a server killed while writing one (a crash mid
+    upload) leaves it cut short, and moto's replay then fails on it as a whole (HTTP 500).
+    The request it held was never answered, so the client sends it again: dropping it loses
+    nothing that was acknowledged.
+    """
+    kept, dropped = [], 0
+    with open(recording, "rb") as f:
+        for line in f:
+            try:
+                json.loads(line)
+            except ValueError:
+                dropped += 1
+                continue
+            kept.append(line if line.endswith(b"\n") else line + b"\n")
+    if dropped:
+        tmp = recording.with_name(recording.name + ".tmp")
+        tmp.write_bytes(b"".join(kept))
+        os.replace(tmp, recording)
+        log.warning("S3 API (moto): dropped %d unfinished request(s) from %s (the server was killed mid-write)",
+                    dropped, recording.name)
+    return dropped

@@ -147,3 +147,20 @@ def test_s3_killed_during_dvc_push_retry_succeeds_and_nothing_is_lost(stack, tmp
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     assert data_version(clone / "datasets" / "processed" / "tex") == version
     print(f"S3 killed {'during' if mid_push else 'after'} the first push (exit {push.returncode}): {first[-300:]}")
+
+
+def test_s3_killed_mid_write_of_its_recording_restarts_with_what_was_acknowledged(stack):
+    """A crash can cut moto's last recorded request short; the restart drops that line (its
+    request was never answered) instead of failing to restore everything."""
+    from entroad.stack import launch
+
+    s3 = stack.s3().client()
+    s3.put_object(Bucket=stack.bucket, Key="recording-test/kept.txt", Body=b"acknowledged")
+    recording = stack.path / "s3-recording.jsonl"
+    with open(recording, "a") as f:  # what a SIGKILL during json.dumps(entry) + "\n" leaves
+        f.write('{"module": "s3", "method": "PUT", "path": "/entroad/recording-test/cut.txt", "body": "aGVs')
+    launch.restart(stack, "s3", kill=True)
+    s3 = stack.s3().client()
+    assert s3.get_object(Bucket=stack.bucket, Key="recording-test/kept.txt")["Body"].read() == b"acknowledged"
+    assert recording.read_bytes().endswith(b"\n")
+    assert b"cut.txt" not in recording.read_bytes()

@@ -15,8 +15,11 @@ one costs milliseconds.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -47,14 +50,32 @@ class Serial:
         return None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer. A forked worker inherits its parent's open files, the pipeline lock
+    among them; when the parent is killed (SIGKILL: no cleanup runs), an idle worker waits on
+    its queue forever and the lock stays taken. On Linux the kernel now kills the worker with
+    its parent; elsewhere a worker whose parent is already gone exits at start."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class Processes:
-    """A local process pool (forked where the platform allows)."""
+    """A local process pool (forked where the platform allows), whose workers die with it."""
 
     def __init__(self, workers: int):
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         self.workers = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                                        initargs=(os.getpid(),))
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         items = list(items)
