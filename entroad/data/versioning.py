@@ -128,12 +128,14 @@ def dvc_dir_hash(folder: Path) -> str:
     """The ``<md5>.dir`` DVC 3 computes for ``folder`` (same algorithm, no DVC import).
 
     md5 of the JSON list ``[{"md5": <file md5>, "relpath": <posix path>}, ...]`` sorted by
-    path. Reads every file: use for checks on small folders, not on every call.
+    path. Reads every file: use for checks on small folders, not on every call. Bytecode is
+    left out, as ``.dvcignore`` tells DVC (code folders are stage dependencies too).
     """
     entries = [
         {"md5": _md5(p), "relpath": p.relative_to(folder).as_posix()}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.relative_to(folder).as_posix() not in DVC_IGNORED
+        and "__pycache__" not in p.parts and p.suffix != ".pyc"
     ]
     entries.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
