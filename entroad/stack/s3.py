@@ -8,6 +8,7 @@ again. Credentials are the standard ``AWS_*`` variables; moto accepts any.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -54,11 +55,11 @@ class S3Endpoint:
 
 
 def start_moto(port: int, log: Path, env: dict[str, str], recording: Path) -> Server:
-    exe = Path(sys.executable).parent / "moto_server"
-    if not exe.exists():
-        raise StackError("moto_server is not installed: `pip install -e '.[stack]'` (moto[server])")
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        raise StackError("moto's server is not installed: `pip install -e '.[stack]'` (moto[server])")
     env = {**env, "MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(recording)}
-    return start("S3 (moto)", [str(exe), "-H", "127.0.0.1", "-p", str(port)], log, env=env)
+    cmd = [sys.executable, "-m", "entroad.stack.moto_main", "-H", "127.0.0.1", "-p", str(port)]
+    return start("S3 (moto)", cmd, log, env=env)
 
 
 def wait_s3(endpoint: S3Endpoint, server: Server | None, recording: Path | None = None, timeout: float = 60.0) -> None:
