@@ -76,6 +76,7 @@ def dask_client(spec: DaskSpec | str, *, threads_per_worker: int = 1) -> Iterato
                                    processes=True, dashboard_address=":0")
             try:
                 with Client(cluster) as client:
+                    client.register_worker_callbacks(reuse_freed_memory)
                     yield client
             finally:
                 cluster.close()
@@ -90,6 +91,7 @@ def dask_client(spec: DaskSpec | str, *, threads_per_worker: int = 1) -> Iterato
                 "or use --dask local:N for a cluster on this machine."
             ) from exc
         try:
+            client.register_worker_callbacks(reuse_freed_memory)  # current and future workers
             yield client
         finally:
             client.close()
@@ -100,7 +102,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 def reuse_freed_memory() -> None:
-    """Once per Dask worker process: let glibc reuse freed blocks instead of returning them.
+    """On every worker of a :func:`dask_client`: let glibc reuse freed blocks instead of returning them.
 
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins
     glibc's mmap threshold at 128 KiB: every slice-sized array (a 512 x 512 slice is 0.5 MiB)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from entroad.cluster import DaskSpec, dask_client, reuse_freed_memory
+from entroad.cluster import DaskSpec, dask_client
 from entroad.config import Params
 from entroad.logs import progress_bar
 from entroad.model_source import load_models
@@ -116,7 +116,6 @@ def score_shard(shard: Shard, job: ShardJob) -> dict[str, Any]:
     out = Path(job.out)
     path = out / SHARDS_DIR / shard.name
     if not path.is_file():
-        reuse_freed_memory()
         net = _worker_model(job)
         rows: list[dict[str, Any]] = []
         failures: list[tuple[str, str]] = []

@@ -24,8 +24,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from entroad.cluster import reuse_freed_memory
-
 
 def default_workers() -> int:
     return os.cpu_count() or 1
@@ -86,7 +84,6 @@ class Processes:
 
 
 def _run_batch(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
-    reuse_freed_memory()  # on a Dask worker: see entroad.cluster
     return [fn(item) for item in batch]
 
 
